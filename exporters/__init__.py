@@ -1,0 +1,1 @@
+"""Prometheus exporters for the platform's vendors and probes."""

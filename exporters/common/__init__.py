@@ -1,0 +1,1 @@
+"""Code shared by every exporter: config loading, durations, logging, build info."""

@@ -1,0 +1,3 @@
+"""Uptime exporter: HTTP(S) and TCP probes of the platform's endpoints, served as metrics."""
+
+NAMESPACE = "uptime"

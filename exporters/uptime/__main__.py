@@ -1,0 +1,3 @@
+from exporters.uptime.cli import main
+
+raise SystemExit(main())

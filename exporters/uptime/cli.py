@@ -1,0 +1,83 @@
+"""Command line: `python -m exporters.uptime --config.file uptime.yaml --web.listen-address :9701`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from exporters.common.config import ConfigError, load_config
+from exporters.common.logging import configure
+from exporters.uptime.app import make_app
+from exporters.uptime.config import UptimeConfig
+from exporters.uptime.scheduler import plan
+
+log = logging.getLogger("exporters.uptime")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} must be host:port")
+    return host or "127.0.0.1", int(port)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m exporters.uptime", description=__doc__)
+    p.add_argument("--config.file", dest="config", type=Path, required=True)
+    p.add_argument("--web.listen-address", dest="listen", type=_listen, default=("127.0.0.1", 9701))
+    p.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+    )
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    p.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure(args.log_level, args.log_format)
+    try:
+        cfg = load_config(args.config, UptimeConfig)
+        plan(cfg)  # reads secret files now, so a missing one fails before any port is bound
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"invalid config {args.config}: cannot read secret file: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.check_config:
+        print(f"{args.config}: OK ({len(cfg.targets)} targets)")
+        return 0
+    host, port = args.listen
+    log.info("config loaded", extra={"targets": len(cfg.targets), "listen": f"{host}:{port}"})
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    runner(_serve(make_app(cfg), host, port))
+    return 0
+
+
+async def _serve(app: web.Application, host: str, port: int) -> None:
+    web_runner = web.AppRunner(app, access_log=None, handle_signals=True)
+    await web_runner.setup()
+    site = web.TCPSite(web_runner, host, port)
+    await site.start()
+    log.info("listening", extra={"address": f"http://{host}:{port}/metrics"})
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await web_runner.cleanup()

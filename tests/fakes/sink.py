@@ -1,0 +1,138 @@
+"""A local notification sink: the strict Slack and PagerDuty fakes behind one port, with a viewer.
+
+Run: python -m tests.fakes.sink --listen 127.0.0.1:9790 --slack-webhook T0/B0/token=#ops-alerts
+Open http://127.0.0.1:9790/ to read the messages as they arrive; GET /api/messages returns JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import sys
+import time
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from tests.fakes.pagerduty import PagerDuty
+from tests.fakes.slack import SlackWorkspace
+
+SLACK = web.AppKey("slack", SlackWorkspace)
+PAGER = web.AppKey("pager", PagerDuty)
+
+
+def make_sink(
+    slack_webhooks: dict[str, str], pager_keys: Iterable[str], echo: bool = False
+) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    slack = SlackWorkspace(dict(slack_webhooks))
+    pager = PagerDuty(set(pager_keys))
+    app[SLACK] = slack
+    app[PAGER] = pager
+    slack.add_routes(app)
+    pager.add_routes(app)
+
+    async def messages(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "slack": [
+                    {
+                        "received_at": m.received_at,
+                        "channel": m.channel,
+                        "text": m.text(),
+                        "payload": m.payload,
+                    }
+                    for m in request.app[SLACK].messages
+                ],
+                "pagerduty": [
+                    {"received_at": e.received_at, "event": e.event}
+                    for e in request.app[PAGER].events
+                ],
+            }
+        )
+
+    async def clear(request: web.Request) -> web.Response:
+        request.app[SLACK].messages.clear()
+        request.app[PAGER].events.clear()
+        return web.Response(status=204)
+
+    async def index(request: web.Request) -> web.Response:
+        rows = []
+        for m in reversed(request.app[SLACK].messages[-200:]):
+            when = time.strftime("%H:%M:%S", time.localtime(m.received_at))
+            rows.append(
+                f"<div class='m'><b>{when} {html.escape(str(m.channel))}</b><pre>{html.escape(m.text())}</pre></div>"
+            )
+        for e in reversed(request.app[PAGER].events[-50:]):
+            when = time.strftime("%H:%M:%S", time.localtime(e.received_at))
+            summary = (e.event.get("payload") or {}).get("summary", "")
+            rows.append(
+                f"<div class='m page'><b>{when} PAGE {html.escape(e.event.get('event_action', ''))}</b> {html.escape(summary)}</div>"
+            )
+        body = (
+            "<html><head><meta http-equiv='refresh' content='3'><title>DEMO Slack sink</title>"
+            "<style>body{font-family:sans-serif}.m{border-left:4px solid #36a;margin:8px;padding:4px 8px}"
+            ".page{border-color:#c33}pre{white-space:pre-wrap}</style></head><body>"
+            "<h1>wsinfra DEMO notification sink</h1><p>Local stand-in for Slack and PagerDuty. "
+            "Nothing here leaves this machine.</p>"
+            + "".join(rows or ["<p>No messages yet.</p>"])
+            + "</body></html>"
+        )
+        return web.Response(text=body, content_type="text/html")
+
+    app.router.add_get("/", index)
+    app.router.add_get("/api/messages", messages)
+    app.router.add_delete("/api/messages", clear)
+    app.router.add_get("/-/healthy", lambda _: _ok())
+
+    if echo:
+        # For the demo's log file: one line per notification as it arrives.
+        @web.middleware
+        async def echo_mw(request: web.Request, handler):  # type: ignore[no-untyped-def]
+            resp = await handler(request)
+            if request.method == "POST" and resp.status < 300:
+                if request.path.startswith("/services/") and request.app[SLACK].messages:
+                    m = request.app[SLACK].messages[-1]
+                    print(f"--- slack {m.channel} ---\n{m.text()}\n", flush=True)
+                elif request.path == "/v2/enqueue" and request.app[PAGER].events:
+                    ev = request.app[PAGER].events[-1].event
+                    print(
+                        f"--- page {ev.get('event_action')}: {(ev.get('payload') or {}).get('summary', ev.get('dedup_key'))}\n",
+                        flush=True,
+                    )
+            return resp
+
+        app.middlewares.append(echo_mw)
+    return app
+
+
+async def _ok() -> web.Response:
+    return web.Response(text="OK\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.fakes.sink")
+    p.add_argument("--listen", default="127.0.0.1:9790")
+    p.add_argument("--slack-webhook", action="append", default=[], help="TEAM/BOT/TOKEN=#channel")
+    p.add_argument("--pager-key", action="append", default=[], help="32-character routing key")
+    args = p.parse_args(argv)
+    hooks = {}
+    for item in args.slack_webhook:
+        path, _, channel = item.partition("=")
+        hooks[path] = channel or "#general"
+    host, _, port = args.listen.rpartition(":")
+    print(f"DEMO notification sink on http://{host}:{port}/", file=sys.stderr, flush=True)
+    web.run_app(
+        make_sink(hooks, args.pager_key, echo=True),
+        host=host,
+        port=int(port),
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    asyncio.set_event_loop_policy(None)
+    raise SystemExit(main())
