@@ -1,0 +1,3 @@
+from alert_rules.build import main
+
+raise SystemExit(main())
