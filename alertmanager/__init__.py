@@ -1,0 +1,1 @@
+"""Alertmanager routing, inhibition and notification templates (static files; see runtime.py)."""

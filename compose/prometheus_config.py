@@ -1,0 +1,51 @@
+"""One function that writes Prometheus's config, for compose (committed) and the local stack."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+# The uptime job is scraped often: detection time is the floor of alert latency, and the
+# exporter serves cached results, so a scrape costs it little.
+UPTIME_SCRAPE_INTERVAL = "5s"
+UPTIME_SCRAPE_TIMEOUT = "4s"
+EVALUATION_INTERVAL = "5s"
+
+
+def prometheus_config(
+    *,
+    uptime_by_region: Mapping[str, str],
+    alertmanager: str,
+    rule_files: list[str],
+    self_address: str,
+) -> dict[str, Any]:
+    """`uptime_by_region`: region → host:port of that region's uptime exporter."""
+    return {
+        "global": {
+            "scrape_interval": "15s",
+            "scrape_timeout": "10s",
+            "evaluation_interval": EVALUATION_INTERVAL,
+        },
+        "rule_files": rule_files,
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "scrape_configs": [
+            {
+                "job_name": "uptime",
+                "scrape_interval": UPTIME_SCRAPE_INTERVAL,
+                "scrape_timeout": UPTIME_SCRAPE_TIMEOUT,
+                # The region is a target label, set here per exporter, never by the exporter.
+                "static_configs": [
+                    {"targets": [addr], "labels": {"region": region}}
+                    for region, addr in sorted(uptime_by_region.items())
+                ],
+            },
+            {"job_name": "prometheus", "static_configs": [{"targets": [self_address]}]},
+            {"job_name": "alertmanager", "static_configs": [{"targets": [alertmanager]}]},
+        ],
+    }
+
+
+def dump(doc: dict[str, Any], header: str) -> str:
+    return header + yaml.safe_dump(doc, sort_keys=False)

@@ -1,0 +1,266 @@
+"""The local stack without Docker: `python -m compose.stack up|down|status|fault MODE`.
+
+With no configuration (no config/local/uptime.yaml) it runs the DEMO: a stand-in platform is
+probed from two simulated regions and notifications go to a local Slack/PagerDuty sink. With
+config/local/uptime.yaml and config/local/secrets/{slack_webhook_url,pagerduty_routing_key}
+it monitors the real platform with the same Prometheus, rules and Alertmanager routing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from alertmanager.runtime import Placement, write_placed
+from compose import demo
+from compose.prometheus_config import dump as dump_prometheus
+from compose.prometheus_config import prometheus_config
+from compose.processes import (
+    ROOT,
+    StackError,
+    alertmanager_argv,
+    amtool_binary,
+    check_output,
+    pid_alive,
+    prometheus_argv,
+    promtool_binary,
+    python_argv,
+    spawn,
+    stop_pid,
+    wait_ready,
+)
+
+RUN = Path(os.environ.get("WSINFRA_RUN_DIR", ROOT / ".run"))
+CONFIG_DIR = Path(os.environ.get("WSINFRA_CONFIG_DIR", ROOT / "config" / "local"))
+HOST = "127.0.0.1"
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(f"WSINFRA_{name}_PORT", default))
+
+
+PORTS = {
+    "prometheus": _port("PROMETHEUS", 19090),
+    "alertmanager": _port("ALERTMANAGER", 19093),
+    "uptime-us-east": _port("UPTIME_US_EAST", 19701),
+    "uptime-eu-west": _port("UPTIME_EU_WEST", 19702),
+    "uptime": _port("UPTIME", 19701),
+    "platform": _port("PLATFORM", 19780),
+    "platform-control": _port("PLATFORM_CONTROL", 19781),
+    "sink": _port("SINK", 19790),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Proc:
+    name: str
+    argv: list[str]
+    ready: str
+    show: str  # what to print as its address
+
+
+def _url(name: str, path: str = "/") -> str:
+    return f"http://{HOST}:{PORTS[name]}{path}"
+
+
+def is_demo() -> bool:
+    return not (CONFIG_DIR / "uptime.yaml").exists()
+
+
+def prepare() -> list[Proc]:
+    """Write every runtime config into .run/, validate them, and list the processes to start."""
+    cfg = RUN / "config"
+    cfg.mkdir(parents=True, exist_ok=True)
+    procs: list[Proc] = []
+    if is_demo():
+        secrets = RUN / "demo" / "secrets"
+        demo.write_demo_secrets(secrets, _url("sink"))
+        uptime_cfg = cfg / "uptime.yaml"
+        uptime_cfg.write_text(demo.dump(demo.demo_uptime_config(_url("platform")), "# DEMO targets\n"))
+        regions = {"us-east": "uptime-us-east", "eu-west": "uptime-eu-west"}
+        procs.append(
+            Proc(
+                "platform",
+                python_argv("tests.fakes.platform", "serve", "--listen", f"{HOST}:{PORTS['platform']}",
+                            "--control", f"{HOST}:{PORTS['platform-control']}"),
+                _url("platform-control", "/mode"),
+                _url("platform") + "  (DEMO stand-in platform)",
+            )
+        )
+        procs.append(
+            Proc("sink", python_argv("tests.fakes.sink", *demo.sink_args(f"{HOST}:{PORTS['sink']}")),
+                 _url("sink", "/-/healthy"), _url("sink") + "  (DEMO Slack/PagerDuty sink: messages show here)")
+        )
+        pagerduty_url: str | None = _url("sink", "/v2/enqueue")
+    else:
+        secrets = CONFIG_DIR / "secrets"
+        missing = [n for n in ("slack_webhook_url", "pagerduty_routing_key") if not (secrets / n).is_file()]
+        if missing:
+            raise StackError(f"real mode needs {', '.join(str(secrets / n) for n in missing)} (see config/example/)")
+        uptime_cfg = CONFIG_DIR / "uptime.yaml"
+        region = os.environ.get("WSINFRA_REGION", "local")
+        regions = {region: "uptime"}
+        pagerduty_url = None
+    for region, name in regions.items():
+        procs.append(
+            Proc(
+                name,
+                python_argv("exporters.uptime", "--config.file", str(uptime_cfg),
+                            "--web.listen-address", f"{HOST}:{PORTS[name]}"),
+                _url(name, "/-/ready"),
+                _url(name, "/metrics") + f"  (uptime exporter, region {region})",
+            )
+        )
+    check_output(python_argv("exporters.uptime", "--config.file", str(uptime_cfg), "--check-config"))
+
+    am_cfg = write_placed(cfg / "alertmanager.yml", Placement(secrets_dir=secrets, pagerduty_url=pagerduty_url))
+    check_output([amtool_binary(), "check-config", str(am_cfg)])
+    prom_cfg = cfg / "prometheus.yml"
+    prom_cfg.write_text(
+        dump_prometheus(
+            prometheus_config(
+                uptime_by_region={r: f"{HOST}:{PORTS[n]}" for r, n in regions.items()},
+                alertmanager=f"{HOST}:{PORTS['alertmanager']}",
+                rule_files=[str(ROOT / "alert_rules" / "generated" / "*.yml")],
+                self_address=f"{HOST}:{PORTS['prometheus']}",
+            ),
+            "# Generated by compose/stack.py. Do not edit.\n",
+        )
+    )
+    check_output([promtool_binary(), "check", "config", str(prom_cfg)])
+    procs.append(
+        Proc("alertmanager", alertmanager_argv(am_cfg, PORTS["alertmanager"], RUN / "data" / "alertmanager"),
+             _url("alertmanager", "/-/ready"), _url("alertmanager"))
+    )
+    procs.append(
+        Proc("prometheus", prometheus_argv(prom_cfg, PORTS["prometheus"], RUN / "data" / "prometheus"),
+             _url("prometheus", "/-/ready"), _url("prometheus") + "  (alerts: /alerts)")
+    )
+    return procs
+
+
+def _pidfile(name: str) -> Path:
+    return RUN / "pids" / f"{name}.pid"
+
+
+def running() -> dict[str, int]:
+    out = {}
+    for pf in sorted((RUN / "pids").glob("*.pid")) if (RUN / "pids").exists() else []:
+        pid = int(pf.read_text())
+        if pid_alive(pid):
+            out[pf.stem] = pid
+        else:
+            pf.unlink()
+    return out
+
+
+def up() -> int:
+    if running():
+        print("the stack is already running:", file=sys.stderr)
+        return status()
+    procs = prepare()
+    (RUN / "pids").mkdir(parents=True, exist_ok=True)
+    started: list[str] = []
+    for p in procs:
+        log = RUN / "logs" / f"{p.name}.log"
+        proc = spawn(p.argv, log)
+        _pidfile(p.name).write_text(str(proc.pid))
+        started.append(p.name)
+        try:
+            wait_ready(p.ready, timeout=60, proc=proc)
+        except StackError as exc:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            print(f"{p.name} failed to start: {exc}\n--- {log} ---\n{tail}", file=sys.stderr)
+            down()
+            return 1
+    (RUN / "shown.json").write_text(json.dumps({p.name: p.show for p in procs}))
+    print("wsinfra local stack is up" + (" in DEMO mode (no config/local/uptime.yaml)" if is_demo() else ""))
+    _print_addresses()
+    if is_demo():
+        print(
+            "\nDEMO: break the platform and watch the sink:\n"
+            "  ./wsinfra fault down    # port closed: UptimeTargetDown pages within ~20 s\n"
+            "  ./wsinfra fault error   # HTTP 503 on every page: same alert, reason 'status'\n"
+            "  ./wsinfra fault slow    # 3.5 s responses: UptimeResponseTimeHigh after ~5 min (spec: 5-minute average)\n"
+            "  ./wsinfra fault ok      # recover: the RESOLVED message follows within ~30 s"
+        )
+    print(f"\nLogs: {RUN / 'logs'}/   Stop: ./wsinfra down")
+    return 0
+
+
+def _print_addresses() -> None:
+    shown = json.loads((RUN / "shown.json").read_text()) if (RUN / "shown.json").exists() else {}
+    alive = running()
+    for name, addr in shown.items():
+        state = "up  " if name in alive else "DOWN"
+        print(f"  [{state}] {name:15} {addr}")
+    print("  Grafana is not part of the local stack: `docker compose -f compose/compose.yaml up` adds it.")
+
+
+def status() -> int:
+    if not running():
+        print("the stack is not running (start it with ./wsinfra up)")
+        return 3
+    print("wsinfra local stack" + (" (DEMO)" if is_demo() else ""))
+    _print_addresses()
+    return 0
+
+
+def down() -> int:
+    procs = running()
+    # Reverse start order: Prometheus first, so it does not alert on exporters we stop.
+    for name in ["prometheus", "alertmanager", *sorted(set(procs) - {"prometheus", "alertmanager"})]:
+        if name in procs:
+            stop_pid(procs[name])
+            _pidfile(name).unlink(missing_ok=True)
+            print(f"stopped {name}")
+    if not procs:
+        print("nothing was running")
+    return 0
+
+
+def fault(mode: str, delay: float) -> int:
+    if not is_demo():
+        print("fault injection drives the DEMO platform only; real targets are not touched", file=sys.stderr)
+        return 2
+    from tests.fakes.platform import set_mode  # noqa: PLC0415 - demo-only import
+
+    try:
+        state = set_mode(f"{HOST}:{PORTS['platform-control']}", mode, delay)
+    except OSError as exc:
+        print(f"cannot reach the demo platform ({exc}); is the stack up?", file=sys.stderr)
+        return 1
+    print(f"demo platform is now {state['mode']}" + (f" ({state['delay']}s per response)" if state["mode"] == "slow" else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m compose.stack", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("up")
+    sub.add_parser("down")
+    sub.add_parser("status")
+    f = sub.add_parser("fault", help="switch the DEMO platform: ok, slow, error, down")
+    f.add_argument("mode", choices=["ok", "slow", "error", "down"])
+    f.add_argument("--delay", type=float, default=3.5, help="seconds per response in slow mode")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            return up()
+        if args.cmd == "down":
+            return down()
+        if args.cmd == "status":
+            return status()
+        return fault(args.mode, args.delay)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

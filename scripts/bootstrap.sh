@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install what wsinfra needs on a Debian machine (run as root, or with sudo available):
+# Prometheus and Alertmanager from Debian's packages, then a Python venv with the project.
+# Idempotent: a second run installs nothing. WSINFRA_BENCH=1 adds the benchmark baselines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+{ command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } || need_apt+=(prometheus-alertmanager)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v git >/dev/null || need_apt+=(git)
+if [ "${WSINFRA_BENCH:-0}" = 1 ]; then
+  command -v prometheus-blackbox-exporter >/dev/null || need_apt+=(prometheus-blackbox-exporter)
+  command -v wrk >/dev/null || need_apt+=(wrk)
+fi
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+  need_apt+=(python3 python3-venv)
+fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${need_apt[*]}" >&2
+  # Keep the packages' own services from starting on install: the stack runs its own
+  # Prometheus and Alertmanager on other ports, and a system one would only be in the way.
+  policy_created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    policy_created=1
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
+  if [ "$policy_created" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+# The venv is rebuilt only when pyproject.toml changes.
+stamp=".venv/.wsinfra-installed"
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing Python packages into .venv" >&2
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[test]'
+  echo "$want" > "$stamp"
+fi
