@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m alert_rules")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="render templates into generated/")
-    b.add_argument("--check", action="store_true", help="fail if generated/ is stale; write nothing")
+    b.add_argument(
+        "--check", action="store_true", help="fail if generated/ is stale; write nothing"
+    )
     b.add_argument("--config", type=Path, default=CONFIG)
     b.add_argument("--out", type=Path, default=GENERATED)
     args = ap.parse_args(argv)
@@ -40,11 +42,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     wanted = {r.name: r.text for r in rendered}
-    existing = {p.name: p.read_text(encoding="utf-8") for p in args.out.glob("*.yml")} if args.out.exists() else {}
+    existing = (
+        {p.name: p.read_text(encoding="utf-8") for p in args.out.glob("*.yml")}
+        if args.out.exists()
+        else {}
+    )
     stale = sorted(n for n in wanted.keys() | existing.keys() if wanted.get(n) != existing.get(n))
     if args.check:
         if stale:
-            print(f"stale generated rules in {args.out}: {', '.join(stale)}; run `python -m alert_rules build`", file=sys.stderr)
+            print(
+                f"stale generated rules in {args.out}: {', '.join(stale)}; run `python -m alert_rules build`",
+                file=sys.stderr,
+            )
             return 1
         print(f"{args.out}: {len(wanted)} rule files up to date")
         return 0
@@ -53,5 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / name).unlink()
     for name, text in wanted.items():
         (args.out / name).write_text(text, encoding="utf-8")
-    print(f"{args.out}: wrote {len(wanted)} rule files" + (f" ({', '.join(stale)} changed)" if stale else ""))
+    print(
+        f"{args.out}: wrote {len(wanted)} rule files"
+        + (f" ({', '.join(stale)} changed)" if stale else "")
+    )
     return 0

@@ -52,7 +52,9 @@ def place(doc: dict[str, Any], where: Placement) -> dict[str, Any]:
             if hook["url"].startswith(COMPOSE_RECORDER):
                 if where.recorder_url is None:
                     continue
-                hook["url"] = where.recorder_url.rstrip("/") + hook["url"].removeprefix(COMPOSE_RECORDER)
+                hook["url"] = where.recorder_url.rstrip("/") + hook["url"].removeprefix(
+                    COMPOSE_RECORDER
+                )
             auth = hook.get("http_config", {}).get("authorization", {})
             if "credentials_file" in auth:
                 auth["credentials_file"] = secret(auth["credentials_file"])

@@ -14,7 +14,9 @@ DEMO_PAGER_KEY = "demo0000000000000000000000000000"  # 32 characters, as PagerDu
 DEMO_RECORDER_TOKEN = "demo-recorder-token"
 
 
-def demo_uptime_config(base_url: str, *, interval: str = "5s", timeout: str = "4500ms") -> dict[str, Any]:
+def demo_uptime_config(
+    base_url: str, *, interval: str = "5s", timeout: str = "4500ms"
+) -> dict[str, Any]:
     """Targets on the stand-in platform: pages, an API health check, a redirect, a TCP port."""
     base = base_url.rstrip("/")
     host_port = base.split("://", 1)[1]
@@ -26,12 +28,20 @@ def demo_uptime_config(base_url: str, *, interval: str = "5s", timeout: str = "4
         "confirm_attempts": 2,
         "confirm_delay": "1s",
         "targets": [
-            {"name": "web-home", "service": "web", "http": {"url": f"{base}/", "body_match": "WedSync"}},
+            {
+                "name": "web-home",
+                "service": "web",
+                "http": {"url": f"{base}/", "body_match": "WedSync"},
+            },
             {"name": "web-dashboard", "service": "web", "http": {"url": f"{base}/p/dashboard"}},
             {
                 "name": "api-health",
                 "service": "api",
-                "http": {"url": f"{base}/api/health", "expect_status": [200], "body_match": '"status": ?"ok"'},
+                "http": {
+                    "url": f"{base}/api/health",
+                    "expect_status": [200],
+                    "body_match": '"status": ?"ok"',
+                },
             },
             {"name": "web-legacy-redirect", "service": "web", "http": {"url": f"{base}/old-home"}},
             {"name": "web-tcp", "service": "web", "tcp": {"address": host_port}},
@@ -53,7 +63,14 @@ def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
 
 
 def sink_args(listen: str) -> list[str]:
-    return ["--listen", listen, "--slack-webhook", f"{DEMO_SLACK_PATH}={DEMO_SLACK_CHANNEL}", "--pager-key", DEMO_PAGER_KEY]
+    return [
+        "--listen",
+        listen,
+        "--slack-webhook",
+        f"{DEMO_SLACK_PATH}={DEMO_SLACK_CHANNEL}",
+        "--pager-key",
+        DEMO_PAGER_KEY,
+    ]
 
 
 def dump(doc: dict[str, Any], header: str = "") -> str:

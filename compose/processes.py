@@ -96,7 +96,9 @@ def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subp
         )
 
 
-def wait_ready(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_ready(
+    url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:

@@ -17,8 +17,6 @@ from pathlib import Path
 
 from alertmanager.runtime import Placement, write_placed
 from compose import demo
-from compose.prometheus_config import dump as dump_prometheus
-from compose.prometheus_config import prometheus_config
 from compose.processes import (
     ROOT,
     StackError,
@@ -33,6 +31,8 @@ from compose.processes import (
     stop_pid,
     wait_ready,
 )
+from compose.prometheus_config import dump as dump_prometheus
+from compose.prometheus_config import prometheus_config
 
 RUN = Path(os.environ.get("WSINFRA_RUN_DIR", ROOT / ".run"))
 CONFIG_DIR = Path(os.environ.get("WSINFRA_CONFIG_DIR", ROOT / "config" / "local"))
@@ -80,27 +80,43 @@ def prepare() -> list[Proc]:
         secrets = RUN / "demo" / "secrets"
         demo.write_demo_secrets(secrets, _url("sink"))
         uptime_cfg = cfg / "uptime.yaml"
-        uptime_cfg.write_text(demo.dump(demo.demo_uptime_config(_url("platform")), "# DEMO targets\n"))
+        uptime_cfg.write_text(
+            demo.dump(demo.demo_uptime_config(_url("platform")), "# DEMO targets\n")
+        )
         regions = {"us-east": "uptime-us-east", "eu-west": "uptime-eu-west"}
         procs.append(
             Proc(
                 "platform",
-                python_argv("tests.fakes.platform", "serve", "--listen", f"{HOST}:{PORTS['platform']}",
-                            "--control", f"{HOST}:{PORTS['platform-control']}"),
+                python_argv(
+                    "tests.fakes.platform",
+                    "serve",
+                    "--listen",
+                    f"{HOST}:{PORTS['platform']}",
+                    "--control",
+                    f"{HOST}:{PORTS['platform-control']}",
+                ),
                 _url("platform-control", "/mode"),
                 _url("platform") + "  (DEMO stand-in platform)",
             )
         )
         procs.append(
-            Proc("sink", python_argv("tests.fakes.sink", *demo.sink_args(f"{HOST}:{PORTS['sink']}")),
-                 _url("sink", "/-/healthy"), _url("sink") + "  (DEMO Slack/PagerDuty sink: messages show here)")
+            Proc(
+                "sink",
+                python_argv("tests.fakes.sink", *demo.sink_args(f"{HOST}:{PORTS['sink']}")),
+                _url("sink", "/-/healthy"),
+                _url("sink") + "  (DEMO Slack/PagerDuty sink: messages show here)",
+            )
         )
         pagerduty_url: str | None = _url("sink", "/v2/enqueue")
     else:
         secrets = CONFIG_DIR / "secrets"
-        missing = [n for n in ("slack_webhook_url", "pagerduty_routing_key") if not (secrets / n).is_file()]
+        missing = [
+            n for n in ("slack_webhook_url", "pagerduty_routing_key") if not (secrets / n).is_file()
+        ]
         if missing:
-            raise StackError(f"real mode needs {', '.join(str(secrets / n) for n in missing)} (see config/example/)")
+            raise StackError(
+                f"real mode needs {', '.join(str(secrets / n) for n in missing)} (see config/example/)"
+            )
         uptime_cfg = CONFIG_DIR / "uptime.yaml"
         region = os.environ.get("WSINFRA_REGION", "local")
         regions = {region: "uptime"}
@@ -109,15 +125,24 @@ def prepare() -> list[Proc]:
         procs.append(
             Proc(
                 name,
-                python_argv("exporters.uptime", "--config.file", str(uptime_cfg),
-                            "--web.listen-address", f"{HOST}:{PORTS[name]}"),
+                python_argv(
+                    "exporters.uptime",
+                    "--config.file",
+                    str(uptime_cfg),
+                    "--web.listen-address",
+                    f"{HOST}:{PORTS[name]}",
+                ),
                 _url(name, "/-/ready"),
                 _url(name, "/metrics") + f"  (uptime exporter, region {region})",
             )
         )
-    check_output(python_argv("exporters.uptime", "--config.file", str(uptime_cfg), "--check-config"))
+    check_output(
+        python_argv("exporters.uptime", "--config.file", str(uptime_cfg), "--check-config")
+    )
 
-    am_cfg = write_placed(cfg / "alertmanager.yml", Placement(secrets_dir=secrets, pagerduty_url=pagerduty_url))
+    am_cfg = write_placed(
+        cfg / "alertmanager.yml", Placement(secrets_dir=secrets, pagerduty_url=pagerduty_url)
+    )
     check_output([amtool_binary(), "check-config", str(am_cfg)])
     prom_cfg = cfg / "prometheus.yml"
     prom_cfg.write_text(
@@ -133,12 +158,20 @@ def prepare() -> list[Proc]:
     )
     check_output([promtool_binary(), "check", "config", str(prom_cfg)])
     procs.append(
-        Proc("alertmanager", alertmanager_argv(am_cfg, PORTS["alertmanager"], RUN / "data" / "alertmanager"),
-             _url("alertmanager", "/-/ready"), _url("alertmanager"))
+        Proc(
+            "alertmanager",
+            alertmanager_argv(am_cfg, PORTS["alertmanager"], RUN / "data" / "alertmanager"),
+            _url("alertmanager", "/-/ready"),
+            _url("alertmanager"),
+        )
     )
     procs.append(
-        Proc("prometheus", prometheus_argv(prom_cfg, PORTS["prometheus"], RUN / "data" / "prometheus"),
-             _url("prometheus", "/-/ready"), _url("prometheus") + "  (alerts: /alerts)")
+        Proc(
+            "prometheus",
+            prometheus_argv(prom_cfg, PORTS["prometheus"], RUN / "data" / "prometheus"),
+            _url("prometheus", "/-/ready"),
+            _url("prometheus") + "  (alerts: /alerts)",
+        )
     )
     return procs
 
@@ -178,7 +211,10 @@ def up() -> int:
             down()
             return 1
     (RUN / "shown.json").write_text(json.dumps({p.name: p.show for p in procs}))
-    print("wsinfra local stack is up" + (" in DEMO mode (no config/local/uptime.yaml)" if is_demo() else ""))
+    print(
+        "wsinfra local stack is up"
+        + (" in DEMO mode (no config/local/uptime.yaml)" if is_demo() else "")
+    )
     _print_addresses()
     if is_demo():
         print(
@@ -198,7 +234,9 @@ def _print_addresses() -> None:
     for name, addr in shown.items():
         state = "up  " if name in alive else "DOWN"
         print(f"  [{state}] {name:15} {addr}")
-    print("  Grafana is not part of the local stack: `docker compose -f compose/compose.yaml up` adds it.")
+    print(
+        "  Grafana is not part of the local stack: `docker compose -f compose/compose.yaml up` adds it."
+    )
 
 
 def status() -> int:
@@ -213,7 +251,11 @@ def status() -> int:
 def down() -> int:
     procs = running()
     # Reverse start order: Prometheus first, so it does not alert on exporters we stop.
-    for name in ["prometheus", "alertmanager", *sorted(set(procs) - {"prometheus", "alertmanager"})]:
+    for name in [
+        "prometheus",
+        "alertmanager",
+        *sorted(set(procs) - {"prometheus", "alertmanager"}),
+    ]:
         if name in procs:
             stop_pid(procs[name])
             _pidfile(name).unlink(missing_ok=True)
@@ -225,22 +267,31 @@ def down() -> int:
 
 def fault(mode: str, delay: float) -> int:
     if not is_demo():
-        print("fault injection drives the DEMO platform only; real targets are not touched", file=sys.stderr)
+        print(
+            "fault injection drives the DEMO platform only; real targets are not touched",
+            file=sys.stderr,
+        )
         return 2
-    from tests.fakes.platform import set_mode  # noqa: PLC0415 - demo-only import
+    from tests.fakes.platform import set_mode
 
     try:
         state = set_mode(f"{HOST}:{PORTS['platform-control']}", mode, delay)
     except OSError as exc:
         print(f"cannot reach the demo platform ({exc}); is the stack up?", file=sys.stderr)
         return 1
-    print(f"demo platform is now {state['mode']}" + (f" ({state['delay']}s per response)" if state["mode"] == "slow" else ""))
+    print(
+        f"demo platform is now {state['mode']}"
+        + (f" ({state['delay']}s per response)" if state["mode"] == "slow" else "")
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m compose.stack", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m compose.stack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up")
     sub.add_parser("down")
