@@ -11,7 +11,7 @@ import yaml
 DEMO_SLACK_PATH = "T0DEMO/B0DEMO/demo-webhook-token"
 DEMO_SLACK_CHANNEL = "#ops-alerts"
 DEMO_PAGER_KEY = "demo0000000000000000000000000000"  # 32 characters, as PagerDuty requires
-DEMO_RECORDER_TOKEN = "demo-recorder-token"
+DEMO_RECORDER_TOKEN = "demo-recorder-token"  # noqa: S105 - demo-only, opens nothing
 
 
 def demo_uptime_config(

@@ -73,7 +73,7 @@ def test_durations(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("bad", ["15", "", "1x", "s", "0s", "1m 30s", 15])
 def test_bad_durations(bad: object) -> None:
-    with pytest.raises(ValueError, match="duration|greater than zero"):
+    with pytest.raises(ValueError, match=r"duration|greater than zero"):
         parse_duration(bad)
 
 

@@ -198,7 +198,8 @@ async def test_head_request_does_not_wait_for_a_body(server: TestServer) -> None
 
 async def test_tcp_probe(server: TestServer, unused_tcp_port: int) -> None:
     ok = await probe_tcp(TcpSpec("127.0.0.1", server.port), 2)
-    assert ok.success and ok.phases["connect"] > 0
+    assert ok.success
+    assert ok.phases["connect"] > 0
     bad = await probe_tcp(TcpSpec("127.0.0.1", unused_tcp_port), 2)
     assert (bad.success, bad.reason) == (False, "connect")
 
