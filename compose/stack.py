@@ -234,9 +234,7 @@ def _print_addresses() -> None:
     for name, addr in shown.items():
         state = "up  " if name in alive else "DOWN"
         print(f"  [{state}] {name:15} {addr}")
-    print(
-        "  Grafana is not part of the local stack: `docker compose -f compose/compose.yaml up` adds it."
-    )
+    print()
 
 
 def status() -> int:

@@ -17,6 +17,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="turn every skip into a failure (CI): integration tests must run, not skip",
     )
+    parser.addoption(
+        "--update-golden", action="store_true", default=False, help="rewrite golden files"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -84,7 +84,7 @@ def make_sink(
     app.router.add_get("/", index)
     app.router.add_get("/api/messages", messages)
     app.router.add_delete("/api/messages", clear)
-    app.router.add_get("/-/healthy", lambda _: _ok())
+    app.router.add_get("/-/healthy", _ok)
 
     if echo:
         # For the demo's log file: one line per notification as it arrives.
@@ -107,7 +107,7 @@ def make_sink(
     return app
 
 
-async def _ok() -> web.Response:
+async def _ok(_: web.Request) -> web.Response:
     return web.Response(text="OK\n")
 
 

@@ -1,0 +1,1 @@
+"""Grafana dashboards as code (grafanalib). Built in issue 7; nothing here yet."""

@@ -1,0 +1,106 @@
+"""compose/ checked statically: Docker cannot run here, so every file it mounts is checked instead."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from compose.build import main as build_main
+from exporters.common.config import load_config
+from exporters.uptime.config import UptimeConfig
+from tests.conftest import ROOT
+
+COMPOSE = ROOT / "compose"
+DOC = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+
+
+def test_generated_compose_files_are_current() -> None:
+    assert build_main(["--check"]) == 0, "run `python -m compose.build` and commit"
+
+
+def test_images_are_pinned() -> None:
+    for name, svc in DOC["services"].items():
+        image = svc.get("image", "")
+        assert image, f"{name}: no image"
+        repo, _, tag = image.rpartition(":")
+        assert repo, f"{name}: {image} has no tag"
+        assert tag != "latest", f"{name}: {image} is not pinned"
+        assert re.search(r"\d", tag), f"{name}: {image} is not an exact version"
+
+
+def test_every_bind_mount_exists_and_is_read_only() -> None:
+    for name, svc in DOC["services"].items():
+        for vol in svc.get("volumes", []):
+            src, _dst, *mode = vol.split(":")
+            if src.startswith((".", "/")):
+                assert (COMPOSE / src).resolve().exists(), f"{name}: {src} does not exist"
+                assert mode == ["ro"], f"{name}: bind mount {src} must be read-only"
+
+
+def test_secrets_are_declared_and_have_examples() -> None:
+    declared = DOC["secrets"]
+    for name, svc in DOC["services"].items():
+        for secret in svc.get("secrets", []):
+            assert secret in declared, f"{name}: secret {secret} not declared"
+    for secret, spec in declared.items():
+        example = (COMPOSE / spec["file"]).with_name(Path(spec["file"]).name + ".example")
+        assert example.is_file(), f"{secret}: no {example}"
+    gitignore = (ROOT / ".gitignore").read_text()
+    assert "compose/secrets/*" in gitignore
+
+
+def test_ports_bind_to_loopback_and_services_have_healthchecks() -> None:
+    for name, svc in DOC["services"].items():
+        for port in svc.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+        assert "healthcheck" in svc, f"{name}: no healthcheck"
+
+
+def test_prometheus_config_and_rules_pass_promtool(tmp_path: Path, promtool: str) -> None:
+    doc = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
+    # Inside the container the rules live under /etc/prometheus/rules: point at the same files here.
+    assert doc["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    mount = next(
+        v
+        for v in DOC["services"]["prometheus"]["volumes"]
+        if v.endswith(":/etc/prometheus/rules:ro")
+    )
+    rules_dir = (COMPOSE / mount.split(":")[0]).resolve()
+    doc["rule_files"] = [str(rules_dir / "*.yml")]
+    local = tmp_path / "prometheus.yml"
+    local.write_text(yaml.safe_dump(doc))
+    res = subprocess.run(
+        [promtool, "check", "config", str(local)], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(list(rules_dir.glob("*.yml"))) >= 4
+    # Every uptime exporter service is scraped with its region label.
+    scraped = {
+        t
+        for sc in doc["scrape_configs"]
+        if sc["job_name"] == "uptime"
+        for s in sc["static_configs"]
+        for t in s["targets"]
+    }
+    assert scraped == {"uptime-us-east:9701", "uptime-eu-west:9701"}
+
+
+def test_alertmanager_config_mounted_is_valid(amtool: str) -> None:
+    mount = next(v for v in DOC["services"]["alertmanager"]["volumes"] if "alertmanager.yml" in v)
+    path = (COMPOSE / mount.split(":")[0]).resolve()
+    res = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    # Every *_file secret the config names is provided to the container.
+    provided = {f"/run/secrets/{s}" for s in DOC["services"]["alertmanager"]["secrets"]}
+    used = set(re.findall(r"/run/secrets/[a-z_]+", path.read_text()))
+    assert used <= provided, used - provided
+
+
+def test_compose_uptime_config_is_valid() -> None:
+    cfg = load_config(COMPOSE / "uptime" / "uptime.yaml", UptimeConfig)
+    assert {t.name for t in cfg.targets} >= {"web-home", "api-health"}
