@@ -168,7 +168,7 @@ async def test_platform_modes(unused_tcp_port: int) -> None:
                 assert resp.status == 200
             assert loop.time() - t0 >= 0.3
             await platform.set_mode("down")
-            with pytest.raises(OSError):
+            with pytest.raises(ConnectionRefusedError):
                 await asyncio.open_connection("127.0.0.1", unused_tcp_port)
             await platform.set_mode("ok")
             async with http.get(base + "/") as resp:
