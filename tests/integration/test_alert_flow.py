@@ -1,0 +1,293 @@
+"""End to end on the real Debian Prometheus and Alertmanager, started by the tests on free ports.
+
+The local stack (`python -m compose.stack up`, as `./wsinfra up` runs it) is started in DEMO mode
+in a temporary directory: stand-in platform → two uptime exporters → Prometheus → Alertmanager →
+the strict Slack/PagerDuty sink. The test breaks the platform and reads what reaches the sink.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from alertmanager.runtime import Placement, write_placed
+from compose.processes import alertmanager_argv, free_port, spawn, stop, wait_ready
+from tests.conftest import ROOT, binary
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read())
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
+    started = time.monotonic()
+    deadline = started + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except OSError as exc:
+            last_exc = exc
+            value = None
+        if value:
+            print(f"{what}: {time.monotonic() - started:.1f}s")
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} ({last_exc})")
+
+
+class Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.run_dir = tmp / "run"
+        self.config_dir = tmp / "no-config"  # empty: DEMO mode
+        self.config_dir.mkdir()
+        names = [
+            "PROMETHEUS",
+            "ALERTMANAGER",
+            "UPTIME_US_EAST",
+            "UPTIME_EU_WEST",
+            "PLATFORM",
+            "PLATFORM_CONTROL",
+            "SINK",
+        ]
+        self.ports = {n: free_port() for n in names}
+        self.env = {
+            **os.environ,
+            "WSINFRA_RUN_DIR": str(self.run_dir),
+            "WSINFRA_CONFIG_DIR": str(self.config_dir),
+            **{f"WSINFRA_{n}_PORT": str(p) for n, p in self.ports.items()},
+        }
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "compose.stack", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        doc = get_json(
+            self.url("PROMETHEUS", "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+        )
+        assert doc["status"] == "success", doc
+        return list(doc["data"]["result"])
+
+    def messages(self) -> dict[str, list[dict[str, Any]]]:
+        return dict(get_json(self.url("SINK", "/api/messages")))
+
+    def logs(self) -> str:
+        out = []
+        for log in sorted((self.run_dir / "logs").glob("*.log")):
+            out.append(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}")
+        return "\n".join(out)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    binary("prometheus")
+    binary("prometheus-alertmanager", "alertmanager")
+    binary("amtool")
+    binary("promtool")
+    s = Stack(tmp_path)
+    res = s.cli("up")
+    assert res.returncode == 0, res.stdout + res.stderr + s.logs()
+    assert "DEMO" in res.stdout
+    for name in ("PROMETHEUS", "ALERTMANAGER", "SINK", "UPTIME_US_EAST"):
+        assert f":{s.ports[name]}" in res.stdout, f"up does not print where {name} listens"
+    try:
+        yield s
+    finally:
+        down = s.cli("down")
+        assert down.returncode == 0, down.stderr
+        assert s.cli("status").returncode == 3, "processes survived `down`"
+
+
+@pytest.mark.slow
+def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
+    # 1. Healthy: every target probed from both regions, the pipeline alive (Watchdog reaches
+    #    Alertmanager), and nobody notified.
+    wait_for(
+        "10 successful probe series",
+        lambda: len(stack.query("uptime_probe_success == 1")) == 10,
+        timeout=60,
+    )
+    # Prometheus may evaluate Watchdog before it has discovered Alertmanager, and then resends
+    # only after --rules.alert.resend-delay (1m): watch the healthy platform meanwhile.
+    healthy_since = time.monotonic()
+    deadline = healthy_since + 120
+    while True:
+        assert stack.messages() == {"slack": [], "pagerduty": []}, (
+            "a healthy platform raised an alert"
+        )
+        watchdog = any(
+            a["labels"]["alertname"] == "Watchdog"
+            for a in get_json(stack.url("ALERTMANAGER", "/api/v2/alerts"))
+        )
+        if watchdog and time.monotonic() - healthy_since >= 20:
+            break
+        assert time.monotonic() < deadline, "Watchdog never reached Alertmanager"
+        time.sleep(2)
+    assert stack.query('ALERTS{alertstate="firing", alertname!="Watchdog"}') == []
+
+    # 2. Slow but within bounds: measured, and still nobody notified.
+    assert stack.cli("fault", "slow", "--delay", "1.2").returncode == 0
+    wait_for(
+        "slow responses measured in both regions",
+        lambda: len(stack.query('uptime_probe_duration_seconds{target="web-home"} > 1.2')) == 2,
+        timeout=30,
+    )
+    assert stack.messages() == {"slack": [], "pagerduty": []}
+
+    # 3. Hard down: the page arrives with the live value, the reason, remediation and runbook.
+    assert stack.cli("fault", "down").returncode == 0
+    fault_at = time.monotonic()
+
+    def firing() -> list[dict[str, Any]]:
+        return [
+            m
+            for m in stack.messages()["slack"]
+            if m["text"].startswith("[CRITICAL] UptimeTargetDown")
+        ]
+
+    msgs = wait_for("the UptimeTargetDown Slack message", firing, timeout=90)
+    fired_after = time.monotonic() - fault_at
+    web = next(m for m in msgs if "web-home" in m["text"] or "(web)" in m["text"])
+    text = web["text"]
+    assert web["channel"] == "#ops-alerts"
+    assert "Uptime target is down from a quorum of probe regions." in text
+    assert "(web) fails from 100% of probe regions. eu-west: connect. us-east: connect." in text
+    assert "*Remediation:*\n1. Open the endpoint yourself" in text
+    assert (
+        "*Runbook:* https://github.com/wsinfra/wsinfra/blob/main/runbooks/UptimeTargetDown.md#uptimetargetdown"
+        in text
+    )
+    assert "severity=critical service=web" in text
+    pages = wait_for(
+        "the PagerDuty trigger",
+        lambda: [
+            e for e in stack.messages()["pagerduty"] if e["event"]["event_action"] == "trigger"
+        ],
+        timeout=30,
+    )
+    assert pages[0]["event"]["payload"]["severity"] == "critical"
+    assert "UptimeTargetDown" in pages[0]["event"]["payload"]["summary"]
+    # Latency inhibition: a down target's slow-response alert must not reach anyone.
+    assert not [m for m in stack.messages()["slack"] if "UptimeResponseTimeHigh" in m["text"]]
+
+    # 4. Recovery: a distinct resolved message and a PagerDuty resolve follow.
+    assert stack.cli("fault", "ok").returncode == 0
+    ok_at = time.monotonic()
+
+    def resolved() -> list[dict[str, Any]]:
+        return [
+            m
+            for m in stack.messages()["slack"]
+            if m["text"].startswith("[RESOLVED] UptimeTargetDown")
+        ]
+
+    done = wait_for("the RESOLVED Slack message", resolved, timeout=120)
+    resolved_after = time.monotonic() - ok_at
+    assert "recovered at" in done[0]["text"]
+    wait_for(
+        "the PagerDuty resolve",
+        lambda: [
+            e for e in stack.messages()["pagerduty"] if e["event"]["event_action"] == "resolve"
+        ],
+        timeout=30,
+    )
+    print(
+        f"\nalert latency: fired {fired_after:.1f}s after the fault, resolved {resolved_after:.1f}s after recovery"
+    )
+
+
+def test_inhibitions_on_real_alertmanager(tmp_path: Path) -> None:
+    binary("prometheus-alertmanager", "alertmanager")
+    port = free_port()
+    for name in ("slack_webhook_url", "pagerduty_routing_key", "recorder_token"):
+        (tmp_path / name).write_text("http://127.0.0.1:9/unused\n")
+    cfg = write_placed(
+        tmp_path / "am.yml",
+        Placement(secrets_dir=tmp_path, pagerduty_url="http://127.0.0.1:9/v2/enqueue"),
+    )
+    proc = spawn(alertmanager_argv(cfg, port, tmp_path / "data"), tmp_path / "am.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/-/ready", proc=proc)
+
+        def alert(name: str, severity: str, **labels: str) -> dict[str, Any]:
+            return {
+                "labels": {"alertname": name, "severity": severity, "service": "web", **labels},
+                "annotations": {"summary": name},
+            }
+
+        alerts = [
+            alert("UptimeTargetDown", "critical", target="web"),
+            alert("UptimeResponseTimeHigh", "warning", target="web", region="us-east"),
+            alert("UptimeProbeLocationFailing", "warning", target="web", region="eu-west"),
+            alert("UptimeResponseTimeHigh", "critical", target="api", region="us-east"),
+            alert("UptimeResponseTimeHigh", "warning", target="api", region="us-east"),
+            alert("UptimeResponseTimeHigh", "warning", target="api", region="eu-west"),
+        ]
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v2/alerts",
+            data=json.dumps(alerts).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(req, timeout=5).close()  # noqa: S310 - loopback
+
+        def states() -> dict[tuple[str, str, str, str], str] | None:
+            got = get_json(f"http://127.0.0.1:{port}/api/v2/alerts")
+            if len(got) < len(alerts):
+                return None
+            return {
+                (
+                    a["labels"]["alertname"],
+                    a["labels"]["severity"],
+                    a["labels"]["target"],
+                    a["labels"].get("region", ""),
+                ): a["status"]["state"]
+                for a in got
+            }
+
+        def settled() -> dict[tuple[str, str, str, str], str] | None:
+            s = states()
+            return (
+                s
+                if s and s[("UptimeResponseTimeHigh", "warning", "web", "us-east")] == "suppressed"
+                else None
+            )
+
+        result = wait_for("inhibitions to apply", settled, timeout=20)
+        assert result == {
+            ("UptimeTargetDown", "critical", "web", ""): "active",
+            # a down target silences its latency and location alerts
+            ("UptimeResponseTimeHigh", "warning", "web", "us-east"): "suppressed",
+            ("UptimeProbeLocationFailing", "warning", "web", "eu-west"): "suppressed",
+            # a critical silences the warning of the same alert, target and region only
+            ("UptimeResponseTimeHigh", "critical", "api", "us-east"): "active",
+            ("UptimeResponseTimeHigh", "warning", "api", "us-east"): "suppressed",
+            ("UptimeResponseTimeHigh", "warning", "api", "eu-west"): "active",
+        }
+    finally:
+        stop(proc)
