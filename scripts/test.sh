@@ -9,6 +9,7 @@ PY=.venv/bin/python
 echo "== lint"
 $PY -m ruff check .
 $PY -m ruff format --check .
+$PY -m mypy
 
 echo "== generated files are current"
 $PY -m alert_rules build --check

@@ -24,7 +24,7 @@ class HttpProbe(_Strict):
     url: str
     method: Literal["GET", "HEAD", "POST", "OPTIONS"] = "GET"
     # Each entry is a code (200) or a class ("2xx"). Redirects are followed first when enabled.
-    expect_status: list[int | str] = Field(default_factory=lambda: ["2xx"])
+    expect_status: list[int | str] = Field(default_factory=lambda: list[int | str](["2xx"]))
     # A regular expression searched in the first `max_body_bytes` of the body.
     body_match: str | None = None
     follow_redirects: bool = True

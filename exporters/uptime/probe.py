@@ -320,9 +320,7 @@ async def _http_hop(
             t2b = time.perf_counter()
             phases["tls"] += t2b - t2
             t2 = t2b
-        transport.write(  # type: ignore[attr-defined]
-            build_request(method, url, spec, user_agent)
-        )
+        transport.write(build_request(method, url, spec, user_agent))
         await resp.done
         t3 = time.perf_counter()
         first = resp.first_byte_at or t3
