@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ from compose.processes import (
     stop,
     wait_ready,
 )
+from compose.stack import isolated_env
 from tests.fakes.platform import set_mode
 
 BASE_HOOK = "T0BASE/B0BASE/baseline-token"
@@ -186,23 +186,7 @@ class Baseline:
 
 class Ours:
     def __init__(self, work: Path) -> None:
-        names = [
-            "PROMETHEUS",
-            "ALERTMANAGER",
-            "UPTIME_US_EAST",
-            "UPTIME_EU_WEST",
-            "PLATFORM",
-            "PLATFORM_CONTROL",
-            "SINK",
-        ]
-        self.ports = {n: free_port() for n in names}
-        (work / "no-config").mkdir()
-        self.env = {
-            **os.environ,
-            "WSINFRA_RUN_DIR": str(work / "run"),
-            "WSINFRA_CONFIG_DIR": str(work / "no-config"),
-            **{f"WSINFRA_{n}_PORT": str(p) for n, p in self.ports.items()},
-        }
+        self.env, self.ports = isolated_env(work)
 
     def cli(self, *args: str) -> None:
         res = subprocess.run(

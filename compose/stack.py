@@ -23,6 +23,7 @@ from compose.processes import (
     alertmanager_argv,
     amtool_binary,
     check_output,
+    free_port,
     pid_alive,
     prometheus_argv,
     promtool_binary,
@@ -61,6 +62,28 @@ class Proc:
     argv: list[str]
     ready: str
     show: str  # what to print as its address
+
+
+def isolated_env(base: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """Environment for a private DEMO stack under `base` on free ports (tests, benchmarks)."""
+    (base / "no-config").mkdir(parents=True, exist_ok=True)
+    names = [
+        "PROMETHEUS",
+        "ALERTMANAGER",
+        "UPTIME_US_EAST",
+        "UPTIME_EU_WEST",
+        "PLATFORM",
+        "PLATFORM_CONTROL",
+        "SINK",
+    ]
+    ports = {n: free_port() for n in names}
+    env = {
+        **os.environ,
+        "WSINFRA_RUN_DIR": str(base / "run"),
+        "WSINFRA_CONFIG_DIR": str(base / "no-config"),  # empty: DEMO mode
+        **{f"WSINFRA_{n}_PORT": str(p) for n, p in ports.items()},
+    }
+    return env, ports
 
 
 def _url(name: str, path: str = "/") -> str:

@@ -14,6 +14,7 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urljoin, urlsplit
@@ -334,34 +335,14 @@ async def _http_hop(
     return resp
 
 
-async def probe_http(spec: HttpSpec, timeout: float, user_agent: str) -> ProbeResult:
-    loop = asyncio.get_running_loop()
+async def _timed(body: Callable[[ProbeResult], Awaitable[None]], timeout: float) -> ProbeResult:
+    """Run one probe body under its deadline; a failure becomes a reason, never an exception."""
     result = ProbeResult()
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            method, url = spec.method, spec.url
-            while True:
-                resp = await _http_hop(loop, method, url, spec, result, user_agent)
-                result.status_code = resp.status
-                location = resp.headers.get("location")
-                if spec.follow_redirects and resp.status in _REDIRECTS and location:
-                    if result.redirects >= spec.max_redirects:
-                        raise ProbeFailure("redirects")
-                    result.redirects += 1
-                    url = urljoin(url, location)
-                    if urlsplit(url).scheme not in ("http", "https"):
-                        raise ProbeFailure("redirects")
-                    if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
-                        method = "GET"
-                    continue
-                break
-            result.security_headers, result.hsts_max_age = _security_headers(resp.headers)
-            if not _status_ok(resp.status, spec.expect_status):
-                raise ProbeFailure("status")
-            if spec.body_match is not None and not spec.body_match.search(resp.body):
-                raise ProbeFailure("body_mismatch")
-            result.success = True
+            await body(result)
+        result.success = True
     except ProbeFailure as exc:
         result.reason = exc.reason
     except TimeoutError:
@@ -369,28 +350,49 @@ async def probe_http(spec: HttpSpec, timeout: float, user_agent: str) -> ProbeRe
     result.duration = time.perf_counter() - started
     result.finished_at = time.time()
     return result
+
+
+async def probe_http(spec: HttpSpec, timeout: float, user_agent: str) -> ProbeResult:
+    loop = asyncio.get_running_loop()
+
+    async def body(result: ProbeResult) -> None:
+        method, url = spec.method, spec.url
+        while True:
+            resp = await _http_hop(loop, method, url, spec, result, user_agent)
+            result.status_code = resp.status
+            location = resp.headers.get("location")
+            if not (spec.follow_redirects and resp.status in _REDIRECTS and location):
+                break
+            if result.redirects >= spec.max_redirects:
+                raise ProbeFailure("redirects")
+            result.redirects += 1
+            url = urljoin(url, location)
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ProbeFailure("redirects")
+            if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                method = "GET"
+        result.security_headers, result.hsts_max_age = _security_headers(resp.headers)
+        if not _status_ok(resp.status, spec.expect_status):
+            raise ProbeFailure("status")
+        if spec.body_match is not None and not spec.body_match.search(resp.body):
+            raise ProbeFailure("body_mismatch")
+
+    return await _timed(body, timeout)
 
 
 async def probe_tcp(spec: TcpSpec, timeout: float) -> ProbeResult:
     loop = asyncio.get_running_loop()
-    result = ProbeResult()
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout):
-            addr = await _resolve(loop, spec.host, spec.port)
-            t1 = time.perf_counter()
-            result.phases["resolve"] = t1 - started
-            try:
-                transport, _ = await loop.create_connection(asyncio.Protocol, addr, spec.port)
-            except OSError as exc:
-                raise ProbeFailure("connect") from exc
-            result.phases["connect"] = time.perf_counter() - t1
-            transport.close()
-            result.success = True
-    except ProbeFailure as exc:
-        result.reason = exc.reason
-    except TimeoutError:
-        result.reason = "timeout"
-    result.duration = time.perf_counter() - started
-    result.finished_at = time.time()
-    return result
+
+    async def body(result: ProbeResult) -> None:
+        t0 = time.perf_counter()
+        addr = await _resolve(loop, spec.host, spec.port)
+        t1 = time.perf_counter()
+        result.phases["resolve"] = t1 - t0
+        try:
+            transport, _ = await loop.create_connection(asyncio.Protocol, addr, spec.port)
+        except OSError as exc:
+            raise ProbeFailure("connect") from exc
+        result.phases["connect"] = time.perf_counter() - t1
+        transport.close()
+
+    return await _timed(body, timeout)

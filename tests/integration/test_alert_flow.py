@@ -8,7 +8,6 @@ the strict Slack/PagerDuty sink. The test breaks the platform and reads what rea
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from alertmanager.runtime import Placement, write_placed
 from compose.processes import alertmanager_argv, free_port, spawn, stop, wait_ready
+from compose.stack import isolated_env
 from tests.conftest import ROOT, binary
 
 pytestmark = pytest.mark.integration
@@ -53,24 +53,7 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: fl
 class Stack:
     def __init__(self, tmp: Path) -> None:
         self.run_dir = tmp / "run"
-        self.config_dir = tmp / "no-config"  # empty: DEMO mode
-        self.config_dir.mkdir()
-        names = [
-            "PROMETHEUS",
-            "ALERTMANAGER",
-            "UPTIME_US_EAST",
-            "UPTIME_EU_WEST",
-            "PLATFORM",
-            "PLATFORM_CONTROL",
-            "SINK",
-        ]
-        self.ports = {n: free_port() for n in names}
-        self.env = {
-            **os.environ,
-            "WSINFRA_RUN_DIR": str(self.run_dir),
-            "WSINFRA_CONFIG_DIR": str(self.config_dir),
-            **{f"WSINFRA_{n}_PORT": str(p) for n, p in self.ports.items()},
-        }
+        self.env, self.ports = isolated_env(tmp)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
