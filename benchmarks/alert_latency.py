@@ -8,10 +8,14 @@ Both stacks watch the same stand-in platform in the same run:
 - baseline, "the common way": Debian's blackbox_exporter, scrape and evaluation every 15 s, an
   alert `probe_success == 0` with `for: 1m`, Alertmanager with `group_wait: 30s` and the default
   `group_interval: 5m`, messages to a second sink.
-First the platform flaps within normal bounds (latency under the thresholds, brief error
-blips shorter than a probe retry) and every alert message counts as a false alert. Then, per
-repetition, the platform goes hard down (port closed) until both stacks have posted, and comes
-back until both have posted the resolved message.
+Each repetition starts both stacks fresh and lets them settle, so every fault is a first fault:
+Prometheus re-sends a resolved alert for 15 minutes and Alertmanager delays a re-fire into an
+existing group until the group's next `group_interval` tick, which would measure the baseline's
+5-minute group_interval rather than its detection path. In the first repetition the platform
+first flaps within normal bounds (latency under the thresholds, brief error blips shorter than
+a probe retry); every alert message then counts as a false alert. Then the platform goes hard
+down (port closed) until both stacks have posted, and comes back until both have posted the
+resolved message.
 Last line: alert_latency_seconds ours=<median> baseline=<median> ratio=<ours/baseline>
 """
 
@@ -286,27 +290,31 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        ours = Ours(work)
-        ours.cli("up")
-        (work / "baseline").mkdir()
-        base = Baseline(work / "baseline", ours.platform_url)
-        try:
-            base.start()
-            sources: dict[str, Any] = {"ours": ours, "baseline": base}
-            time.sleep(
-                70
-            )  # both stacks have scraped, evaluated and delivered Watchdog-style traffic
-            before = {n: len(s.messages()) for n, s in sources.items()}
-            print(f"flapping within normal bounds for {args.flap_seconds:.0f}s", file=sys.stderr)
-            flap(ours.control, args.flap_seconds, rng)
-            time.sleep(75)  # anything the flapping set off has had time to arrive
-            false_alerts = {n: len(s.messages()) - before[n] for n, s in sources.items()}
-
-            fire: dict[str, list[float | None]] = {"ours": [], "baseline": []}
-            resolve: dict[str, list[float | None]] = {"ours": [], "baseline": []}
-            for rep in range(args.reps):
+    fire: dict[str, list[float | None]] = {"ours": [], "baseline": []}
+    resolve: dict[str, list[float | None]] = {"ours": [], "baseline": []}
+    false_alerts = {"ours": 0, "baseline": 0}
+    for rep in range(args.reps):
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            ours = Ours(work)
+            ours.cli("up")
+            (work / "baseline").mkdir()
+            base = Baseline(work / "baseline", ours.platform_url)
+            try:
+                base.start()
+                sources: dict[str, Any] = {"ours": ours, "baseline": base}
+                # Both have scraped, evaluated and found their Alertmanager before the fault.
+                time.sleep(45)
+                if rep == 0 and args.flap_seconds > 0:
+                    before = {n: len(s.messages()) for n, s in sources.items()}
+                    print(
+                        f"flapping within normal bounds for {args.flap_seconds:.0f}s",
+                        file=sys.stderr,
+                    )
+                    flap(ours.control, args.flap_seconds, rng)
+                    time.sleep(75)  # anything the flapping set off has had time to arrive
+                    false_alerts = {n: len(s.messages()) - before[n] for n, s in sources.items()}
+                time.sleep(rng.uniform(0, 15))  # do not phase-lock the fault to scrape intervals
                 since = {n: len(s.messages()) for n, s in sources.items()}
                 set_mode(ours.control, "down")
                 got = wait_messages(
@@ -326,10 +334,9 @@ def main() -> int:
                     f"resolve ours={resolve['ours'][-1]} baseline={resolve['baseline'][-1]}",
                     file=sys.stderr,
                 )
-                time.sleep(rng.uniform(5, 20))  # do not phase-lock repetitions to scrape intervals
-        finally:
-            base.stop()
-            ours.cli("down")
+            finally:
+                base.stop()
+                ours.cli("down")
     print(f"repetitions={args.reps} flap_seconds={args.flap_seconds:g}")
     for n in ("ours", "baseline"):
         print(
