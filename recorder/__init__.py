@@ -1,1 +1,3 @@
-"""Webhook recorder into the spec's Postgres tables (aiohttp + psycopg). Built in issue 3; nothing here yet."""
+"""Recorder: Alertmanager and deployment webhooks mirrored into the spec's Postgres tables."""
+
+NAMESPACE = "recorder"

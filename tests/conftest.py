@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,40 @@ def promtool() -> str:
 @pytest.fixture(scope="session")
 def amtool() -> str:
     return binary("amtool")
+
+
+# --- PostgreSQL: the machine's server on 127.0.0.1:5432 (trust auth); each test gets its own database.
+
+PG_ADMIN = os.environ.get(
+    "WSINFRA_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    import psycopg
+
+    name = f"wsinfra_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = PG_ADMIN.replace("dbname=postgres", f"dbname={name}")
+    try:
+        yield dsn
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def migrated_dsn(pg_dsn: str) -> str:
+    import psycopg
+
+    from recorder import migrate
+
+    async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+        await migrate.apply(conn)
+    return pg_dsn

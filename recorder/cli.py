@@ -1,0 +1,108 @@
+"""`python -m recorder migrate|serve --config.file recorder.yaml [--web.listen-address host:port]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+import psycopg
+from aiohttp import web
+
+from exporters.common.config import ConfigError, load_config
+from exporters.common.logging import configure
+from recorder import migrate
+from recorder.app import make_app
+from recorder.config import RecorderConfig, Secrets
+from recorder.store import PgStore, StoreUnavailable
+
+log = logging.getLogger("recorder")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} must be host:port")
+    return host or "127.0.0.1", int(port)
+
+
+async def _migrate(cfg: RecorderConfig) -> int:
+    store = PgStore(cfg.database)
+    kwargs = store._connect_kwargs()
+    try:
+        async with await psycopg.AsyncConnection.connect(cfg.database.conninfo, **kwargs) as conn:
+            applied = await migrate.apply(conn)
+    except psycopg.OperationalError as exc:
+        # libpq's message names host and port, never the password.
+        print(f"error: cannot connect to the database: {exc}".strip(), file=sys.stderr)
+        return 1
+    except migrate.MigrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"migrations: applied {applied or 'none'}; at head {migrate.head()}")
+    return 0
+
+
+async def _serve(cfg: RecorderConfig, secrets: Secrets, host: str, port: int) -> None:
+    store = PgStore(cfg.database)
+    await store.open()
+
+    async def startup(_: web.Application) -> None:
+        try:
+            await store.load_latest()
+        except (StoreUnavailable, psycopg.Error) as exc:
+            log.warning("deployment summary not loaded", extra={"reason": type(exc).__name__})
+
+    app = make_app(
+        store,
+        secrets,
+        max_body_bytes=cfg.webhooks.max_body_bytes,
+        vercel_verify_code=cfg.webhooks.vercel_verify_code,
+        on_startup=startup,
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("listening", extra={"address": f"http://{host}:{port}/"})
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m recorder")
+    ap.add_argument("command", choices=["migrate", "serve"])
+    ap.add_argument("--config.file", dest="config", type=Path, required=True)
+    ap.add_argument(
+        "--web.listen-address", dest="listen", type=_listen, default=("127.0.0.1", 9700)
+    )
+    ap.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+    )
+    ap.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    args = ap.parse_args(argv)
+    configure(args.log_level, args.log_format)
+    try:
+        cfg = load_config(args.config, RecorderConfig)
+        secrets = Secrets(cfg.webhooks)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        msg = exc.strerror if isinstance(exc, OSError) else str(exc)
+        print(f"invalid config {args.config}: secret file: {msg}", file=sys.stderr)
+        return 2
+    if args.command == "migrate":
+        return asyncio.run(_migrate(cfg))
+    host, port = args.listen
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(cfg, secrets, host, port))
+    return 0

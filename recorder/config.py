@@ -1,0 +1,65 @@
+"""The recorder's config file: where Postgres is, and the files that hold its secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from exporters.common.config import read_secret_file
+from exporters.common.durations import Duration
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Database(_Strict):
+    # libpq connection string WITHOUT the password, e.g. "host=127.0.0.1 dbname=wsinfra user=recorder".
+    conninfo: str
+    # Read at every new connection, so a rotated password needs no restart.
+    password_file: Path | None = None
+    pool_min: Annotated[int, Field(ge=1, le=32)] = 1
+    pool_max: Annotated[int, Field(ge=1, le=64)] = 4
+    # How long a webhook may wait for a connection before it answers 503 (Alertmanager retries).
+    acquire_timeout: Duration = 5.0
+    # Per-statement limit; a stuck database must not hold a webhook forever.
+    statement_timeout: Duration = 10.0
+
+
+class Webhooks(_Strict):
+    # Bearer token Alertmanager sends (http_config.authorization.credentials_file).
+    alertmanager_token_file: Path
+    # Vercel's webhook secret (x-vercel-signature, HMAC-SHA1) and endpoint-verification code.
+    vercel_secret_file: Path | None = None
+    vercel_verify_code: str | None = None
+    # GitHub's webhook secret (X-Hub-Signature-256).
+    github_secret_file: Path | None = None
+    # Largest body accepted; Alertmanager's 1,000-alert notifications are about 1.5 MB.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
+
+
+class RecorderConfig(_Strict):
+    database: Database
+    webhooks: Webhooks
+
+
+class Secrets:
+    """Secret values read once at start; repr never shows them."""
+
+    __slots__ = ("alertmanager_token", "github_secret", "vercel_secret")
+
+    def __init__(self, cfg: Webhooks) -> None:
+        self.alertmanager_token = read_secret_file(cfg.alertmanager_token_file).encode()
+        self.vercel_secret = (
+            read_secret_file(cfg.vercel_secret_file).encode() if cfg.vercel_secret_file else None
+        )
+        self.github_secret = (
+            read_secret_file(cfg.github_secret_file).encode() if cfg.github_secret_file else None
+        )
+        if not self.alertmanager_token:
+            raise ValueError(f"{cfg.alertmanager_token_file} is empty")
+
+    def __repr__(self) -> str:
+        return "Secrets(<redacted>)"

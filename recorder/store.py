@@ -1,0 +1,199 @@
+"""Postgres writes: one transaction per webhook, idempotent under at-least-once delivery."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from exporters.common.config import read_secret_file
+from recorder import migrate
+from recorder.config import Database
+from recorder.payloads import DeploymentEvent, Notification
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or timed out: the caller answers 503 and is retried."""
+
+
+_LOG_NOTIFICATION = """
+INSERT INTO alertmanager_notifications (receiver, group_key, status, truncated_alerts, alert_count, payload)
+VALUES (%s, %s, %s, %s, %s, %s)
+"""
+
+# One row per alert instance. Duplicates (retries, HA pairs, repeat_interval) update the same
+# row; the first resolution time wins, and a late "firing" never un-resolves an alert.
+_UPSERT_ALERT = """
+INSERT INTO infrastructure_alerts (
+    alert_id, alert_type, severity, service_name, region, alert_title, alert_description,
+    metric_threshold, current_metric_value, alert_rule, notification_sent, triggered_at, resolved_at
+) VALUES (
+    %(alert_id)s, %(alert_type)s, %(severity)s, %(service_name)s, %(region)s, %(alert_title)s,
+    %(alert_description)s, %(metric_threshold)s, %(current_metric_value)s, %(alert_rule)s, true,
+    %(triggered_at)s, %(resolved_at)s
+)
+ON CONFLICT (alert_id) DO UPDATE SET
+    resolved_at = COALESCE(infrastructure_alerts.resolved_at, EXCLUDED.resolved_at),
+    alert_description = CASE WHEN infrastructure_alerts.resolved_at IS NULL
+        THEN EXCLUDED.alert_description ELSE infrastructure_alerts.alert_description END,
+    current_metric_value = CASE WHEN infrastructure_alerts.resolved_at IS NULL
+        THEN COALESCE(EXCLUDED.current_metric_value, infrastructure_alerts.current_metric_value)
+        ELSE infrastructure_alerts.current_metric_value END,
+    alert_rule = EXCLUDED.alert_rule,
+    notification_sent = true
+"""
+
+_CLAIM_DELIVERY = """
+INSERT INTO webhook_deliveries (provider, delivery_id, event) VALUES (%s, %s, %s)
+ON CONFLICT DO NOTHING RETURNING 1
+"""
+
+# A deployment moves forward only: a late or repeated in_progress never reverts an outcome,
+# rolled_back is final, and a promotion to production is never undone by an older event.
+_UPSERT_DEPLOYMENT = """
+INSERT INTO deployment_history AS d (
+    deployment_id, environment, git_branch, git_commit_hash, deployment_status,
+    deployment_url, error_message, deployed_at, completed_at, build_duration_ms
+) VALUES (
+    %(deployment_id)s, %(environment)s, %(git_branch)s, %(git_commit_hash)s, %(status)s,
+    %(deployment_url)s, %(error_message)s, COALESCE(%(started_at)s, %(at)s),
+    CASE WHEN %(status)s <> 'in_progress' THEN %(at)s END,
+    CASE WHEN %(status)s <> 'in_progress' AND %(started_at)s::timestamptz < %(at)s
+         THEN (EXTRACT(EPOCH FROM %(at)s - %(started_at)s::timestamptz) * 1000)::INTEGER END
+)
+ON CONFLICT (deployment_id) DO UPDATE SET
+    environment = CASE WHEN EXCLUDED.environment = 'production' THEN 'production' ELSE d.environment END,
+    git_branch = CASE WHEN d.git_branch = 'unknown' THEN EXCLUDED.git_branch ELSE d.git_branch END,
+    git_commit_hash = CASE WHEN d.git_commit_hash = 'unknown' THEN EXCLUDED.git_commit_hash ELSE d.git_commit_hash END,
+    deployment_url = COALESCE(EXCLUDED.deployment_url, d.deployment_url),
+    error_message = COALESCE(EXCLUDED.error_message, d.error_message),
+    deployed_at = LEAST(d.deployed_at, EXCLUDED.deployed_at),
+    deployment_status = CASE
+        WHEN d.deployment_status = 'rolled_back' THEN 'rolled_back'
+        WHEN EXCLUDED.deployment_status = 'in_progress' THEN d.deployment_status
+        ELSE EXCLUDED.deployment_status END,
+    completed_at = COALESCE(d.completed_at, EXCLUDED.completed_at),
+    build_duration_ms = CASE
+        WHEN COALESCE(d.completed_at, EXCLUDED.completed_at) > LEAST(d.deployed_at, EXCLUDED.deployed_at)
+        THEN (EXTRACT(EPOCH FROM COALESCE(d.completed_at, EXCLUDED.completed_at)
+                                - LEAST(d.deployed_at, EXCLUDED.deployed_at)) * 1000)::INTEGER
+        END
+"""
+
+_DEPLOY_SUMMARY = """
+SELECT DISTINCT ON (environment) environment, COALESCE(completed_at, deployed_at), git_commit_hash, git_branch
+FROM deployment_history
+WHERE deployment_status = 'success'
+ORDER BY environment, COALESCE(completed_at, deployed_at) DESC
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LatestDeployment:
+    environment: str
+    at: datetime
+    commit: str
+    branch: str
+
+
+class PgStore:
+    def __init__(self, cfg: Database) -> None:
+        self.cfg = cfg
+        self.pool = AsyncConnectionPool(
+            cfg.conninfo,
+            kwargs=self._connect_kwargs,
+            min_size=cfg.pool_min,
+            max_size=cfg.pool_max,
+            open=False,
+            check=AsyncConnectionPool.check_connection,
+            configure=self._configure,
+            name="recorder",
+        )
+        self.latest: dict[str, LatestDeployment] = {}
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        # Re-read at each new connection: a rotated password needs no restart.
+        if self.cfg.password_file is None:
+            return {}
+        return {"password": read_secret_file(self.cfg.password_file)}
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(f"SET statement_timeout = {int(self.cfg.statement_timeout * 1000)}")
+        await conn.commit()
+
+    async def open(self) -> None:
+        # Do not wait: the recorder serves (and answers 503) while the database is away.
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def _conn(self) -> Any:
+        return self.pool.connection(timeout=self.cfg.acquire_timeout)
+
+    async def write_notification(self, n: Notification) -> int:
+        try:
+            async with self._conn() as conn, conn.transaction():
+                await conn.execute(
+                    _LOG_NOTIFICATION,
+                    (
+                        n.receiver,
+                        n.group_key,
+                        n.status,
+                        n.truncated_alerts,
+                        len(n.alerts),
+                        Jsonb(n.raw),
+                    ),
+                )
+                if n.alerts:
+                    async with conn.cursor() as cur:
+                        await cur.executemany(
+                            _UPSERT_ALERT,
+                            [{**asdict(a), "alert_rule": Jsonb(a.alert_rule)} for a in n.alerts],
+                        )
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+        return len(n.alerts)
+
+    async def write_deployment(
+        self, provider: str, delivery: str, event_name: str, event: DeploymentEvent | None
+    ) -> bool:
+        """Apply a deployment event once; False when this delivery id was already processed."""
+        try:
+            async with self._conn() as conn:
+                async with conn.transaction():
+                    cur = await conn.execute(_CLAIM_DELIVERY, (provider, delivery, event_name))
+                    if await cur.fetchone() is None:
+                        return False
+                    if event is not None:
+                        await conn.execute(_UPSERT_DEPLOYMENT, asdict(event))
+                await self._refresh_latest(conn)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+        return True
+
+    async def _refresh_latest(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        cur = await conn.execute(_DEPLOY_SUMMARY)
+        self.latest = {r[0]: LatestDeployment(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()}
+        await conn.commit()
+
+    async def load_latest(self) -> None:
+        try:
+            async with self._conn() as conn:
+                await self._refresh_latest(conn)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def migrations_at_head(self) -> bool:
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                return await migrate.current(conn) == migrate.head()
+        except (psycopg.OperationalError, PoolTimeout):
+            return False
