@@ -140,7 +140,7 @@ def _count(conn: psycopg.Connection[object], role: str, claims: str, table: str)
 
 
 def _as_user(role: str) -> str:
-    return '{"sub": "%s", "role": "authenticated"}' % USERS[role]
+    return f'{{"sub": "{USERS[role]}", "role": "authenticated"}}'
 
 
 @pytest.mark.parametrize(
@@ -191,7 +191,7 @@ async def test_users_see_their_own_deployments(migrated_dsn: str) -> None:
             _count(
                 conn,
                 "authenticated",
-                '{"sub": "%s", "role": "authenticated"}' % mine,
+                f'{{"sub": "{mine}", "role": "authenticated"}}',
                 "deployment_history",
             )
             == 1
