@@ -62,11 +62,11 @@ INSERT INTO deployment_history AS d (
     deployment_id, environment, git_branch, git_commit_hash, deployment_status,
     deployment_url, error_message, deployed_at, completed_at, build_duration_ms
 ) VALUES (
-    %(deployment_id)s, %(environment)s, %(git_branch)s, %(git_commit_hash)s, %(status)s,
-    %(deployment_url)s, %(error_message)s, COALESCE(%(started_at)s, %(at)s),
-    CASE WHEN %(status)s <> 'in_progress' THEN %(at)s END,
-    CASE WHEN %(status)s <> 'in_progress' AND %(started_at)s::timestamptz < %(at)s
-         THEN (EXTRACT(EPOCH FROM %(at)s - %(started_at)s::timestamptz) * 1000)::INTEGER END
+    %(deployment_id)s, %(environment)s, %(git_branch)s, %(git_commit_hash)s, %(status)s::VARCHAR,
+    %(deployment_url)s, %(error_message)s, COALESCE(%(started_at)s::TIMESTAMPTZ, %(at)s::TIMESTAMPTZ),
+    CASE WHEN %(status)s::VARCHAR <> 'in_progress' THEN %(at)s::TIMESTAMPTZ END,
+    CASE WHEN %(status)s::VARCHAR <> 'in_progress' AND %(started_at)s::TIMESTAMPTZ < %(at)s::TIMESTAMPTZ
+         THEN (EXTRACT(EPOCH FROM %(at)s::TIMESTAMPTZ - %(started_at)s::TIMESTAMPTZ) * 1000)::INTEGER END
 )
 ON CONFLICT (deployment_id) DO UPDATE SET
     environment = CASE WHEN EXCLUDED.environment = 'production' THEN 'production' ELSE d.environment END,
