@@ -15,7 +15,7 @@ import jinja2
 import yaml
 
 SEVERITIES = ("info", "warning", "error", "critical")
-REQUIRED_ANNOTATIONS = ("summary", "description", "runbook_url", "remediation")
+REQUIRED_ANNOTATIONS = ("summary", "description", "runbook_url", "remediation", "value")
 _ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]+$")
 _RECORD_NAME = re.compile(r"^[a-z0-9_]+:[a-z0-9_]+:[a-z0-9_]+$")
 

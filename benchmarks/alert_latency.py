@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from compose.database import drop_database
 from compose.processes import (
     ROOT,
     alertmanager_argv,
@@ -191,6 +192,7 @@ class Baseline:
 class Ours:
     def __init__(self, work: Path) -> None:
         self.env, self.ports = isolated_env(work)
+        self.env["WSINFRA_DEMO_TARGETS"] = "web-home"  # the one URL the baseline probes
 
     def cli(self, *args: str) -> None:
         res = subprocess.run(
@@ -337,6 +339,7 @@ def main() -> int:
             finally:
                 base.stop()
                 ours.cli("down")
+                drop_database(ours.env["WSINFRA_RECORDER_DB"], None)
     print(f"repetitions={args.reps} flap_seconds={args.flap_seconds:g}")
     for n in ("ours", "baseline"):
         print(

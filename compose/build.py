@@ -31,6 +31,7 @@ def render() -> str:
             alertmanager="alertmanager:9093",
             rule_files=["/etc/prometheus/rules/*.yml"],
             self_address="localhost:9090",
+            recorder="recorder:9700",
         ),
         HEADER,
     )

@@ -20,6 +20,7 @@ def prometheus_config(
     alertmanager: str,
     rule_files: list[str],
     self_address: str,
+    recorder: str,
 ) -> dict[str, Any]:
     """`uptime_by_region`: region → host:port of that region's uptime exporter."""
     return {
@@ -40,6 +41,13 @@ def prometheus_config(
                     {"targets": [addr], "labels": {"region": region}}
                     for region, addr in sorted(uptime_by_region.items())
                 ],
+            },
+            # Deploy-aware alerts read the recorder's deployment series: scrape it often enough
+            # that a deploy is known before the alerts it may cause.
+            {
+                "job_name": "recorder",
+                "scrape_interval": "15s",
+                "static_configs": [{"targets": [recorder]}],
             },
             {"job_name": "prometheus", "static_configs": [{"targets": [self_address]}]},
             {"job_name": "alertmanager", "static_configs": [{"targets": [alertmanager]}]},

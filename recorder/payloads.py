@@ -178,7 +178,11 @@ def _alert_row(alert: Any, i: int) -> AlertRow:
         alert_description=annotations.get("description") or annotations.get("summary") or alertname,
         metric_threshold=_number(annotations.get("threshold")),
         current_metric_value=_number(annotations.get("value")),
-        alert_rule={"labels": labels, "generatorURL": alert.get("generatorURL", "")},
+        alert_rule={
+            "labels": labels,
+            "annotations": annotations,
+            "generatorURL": alert.get("generatorURL", ""),
+        },
         triggered_at=starts,
         resolved_at=ends,
     )

@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from alertmanager.runtime import Placement, write_placed
+from compose.database import admin_conninfo, drop_database
 from compose.processes import alertmanager_argv, free_port, spawn, stop, wait_ready
 from compose.stack import isolated_env
 from tests.conftest import ROOT, binary
@@ -102,6 +105,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
     finally:
         down = s.cli("down")
+        drop_database(s.env["WSINFRA_RECORDER_DB"], None)
         assert down.returncode == 0, down.stderr
         assert s.cli("status").returncode == 3, "processes survived `down`"
 
@@ -199,6 +203,31 @@ def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
         ],
         timeout=30,
     )
+
+    # 5. The recorder has the whole story: one row per alert instance, resolved.
+    def recorded() -> list[tuple[Any, ...]]:
+        dsn = make_conninfo(admin_conninfo(), dbname=stack.env["WSINFRA_RECORDER_DB"])
+        with psycopg.connect(dsn) as conn:
+            return conn.execute(
+                "SELECT alert_rule->'labels'->>'target', severity, resolved_at IS NOT NULL, "
+                "current_metric_value, metric_threshold FROM infrastructure_alerts "
+                "WHERE alert_type = 'UptimeTargetDown' ORDER BY 1"
+            ).fetchall()
+
+    got = wait_for(
+        "resolved rows in infrastructure_alerts",
+        lambda: (r := recorded()) and len(r) == 5 and all(x[2] for x in r) and r,
+        timeout=90,
+    )
+    assert ("web-home", "critical", True, 1, 0.5) in got
+    # Every demo target, once: retries and repeat notifications did not duplicate a row.
+    assert [g[0] for g in got] == [
+        "api-health",
+        "web-dashboard",
+        "web-home",
+        "web-legacy-redirect",
+        "web-tcp",
+    ]
     print(
         f"\nalert latency: fired {fired_after:.1f}s after the fault, resolved {resolved_after:.1f}s after recovery"
     )

@@ -310,23 +310,38 @@ async def test_ready_and_metrics_report_the_database(client: TestClient) -> None
 
 
 async def test_database_down_answers_503_so_alertmanager_retries(
-    secrets: Secrets, aiohttp_client, unused_tcp_port: int  # type: ignore[no-untyped-def]
+    secrets: Secrets,
+    aiohttp_client,
+    unused_tcp_port: int,  # type: ignore[no-untyped-def]
 ) -> None:
     store = PgStore(
         Database.model_validate(
-            {"conninfo": f"host=127.0.0.1 port={unused_tcp_port} user=postgres dbname=x connect_timeout=1", "acquire_timeout": "1s"}
+            {
+                "conninfo": f"host=127.0.0.1 port={unused_tcp_port} user=postgres dbname=x connect_timeout=1",
+                "acquire_timeout": "1s",
+            }
         )
     )
     await store.open()
     try:
         client = await aiohttp_client(make_app(store, secrets, max_body_bytes=64 * 1024))
-        resp = await client.post("/webhooks/alertmanager", data=am_payload([am_alert()]), headers=AUTH)
+        resp = await client.post(
+            "/webhooks/alertmanager", data=am_payload([am_alert()]), headers=AUTH
+        )
         assert resp.status == 503
         assert (await resp.json())["error"] == "db_unavailable"
         body = vercel_event("deployment.created")
-        assert (await client.post("/webhooks/deployments/vercel", data=body, headers=_vercel(body))).status == 503
+        assert (
+            await client.post("/webhooks/deployments/vercel", data=body, headers=_vercel(body))
+        ).status == 503
         assert (await client.get("/-/ready")).status == 503
-        assert await metric(client, 'recorder_webhook_errors_total{reason="db_unavailable",source="alertmanager"}') == 1
+        assert (
+            await metric(
+                client,
+                'recorder_webhook_errors_total{reason="db_unavailable",source="alertmanager"}',
+            )
+            == 1
+        )
         assert await metric(client, "recorder_up") == 0
     finally:
         await store.close()

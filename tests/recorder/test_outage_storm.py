@@ -5,6 +5,7 @@ The recorder answers 503 meanwhile, Alertmanager retries, and every alert ends u
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -30,7 +31,9 @@ TOKEN = "storm-token"
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name) else [])
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or (
+        [shutil.which(name)] if shutil.which(name) else []
+    )
     if not found:
         pytest.skip(f"{name} not installed (apt-get install postgresql)")
     return str(found[-1])
@@ -55,11 +58,23 @@ class Cluster:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
     def init(self) -> None:
-        self._run(_pg_bin("initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres", "--no-sync")
+        self._run(
+            _pg_bin("initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres", "--no-sync"
+        )
 
     def start(self) -> None:
         opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir), "-o", opts, "-l", str(self.dir.parent / "pg.log"), "-w", "start")
+        self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.dir),
+            "-o",
+            opts,
+            "-l",
+            str(self.dir.parent / "pg.log"),
+            "-w",
+            "start",
+        )
 
     def stop(self) -> None:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.dir), "-m", "fast", "-w", "stop")
@@ -78,10 +93,8 @@ def cluster() -> Iterator[Cluster]:
     try:
         yield c
     finally:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             c.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -109,15 +122,33 @@ def test_alerts_survive_a_database_outage_exactly_once(cluster: Cluster, tmp_pat
         f"database:\n  conninfo: 'host=127.0.0.1 port={cluster.port} user=postgres dbname=wsinfra connect_timeout=2'\n"
         f"  acquire_timeout: 2s\nwebhooks:\n  alertmanager_token_file: {secrets / 'recorder_token'}\n"
     )
-    subprocess.run([sys.executable, "-m", "recorder", "migrate", "--config.file", str(cfg)], cwd=ROOT, check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "recorder", "migrate", "--config.file", str(cfg)],
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+    )
     rec_port, am_port = free_port(), free_port()
     recorder = spawn(
-        [sys.executable, "-m", "recorder", "serve", "--config.file", str(cfg), "--web.listen-address", f"127.0.0.1:{rec_port}"],
+        [
+            sys.executable,
+            "-m",
+            "recorder",
+            "serve",
+            "--config.file",
+            str(cfg),
+            "--web.listen-address",
+            f"127.0.0.1:{rec_port}",
+        ],
         tmp_path / "recorder.log",
     )
     am_cfg = write_placed(
         tmp_path / "am.yml",
-        Placement(secrets_dir=secrets, recorder_url=f"http://127.0.0.1:{rec_port}", pagerduty_url="http://127.0.0.1:9/v2/enqueue"),
+        Placement(
+            secrets_dir=secrets,
+            recorder_url=f"http://127.0.0.1:{rec_port}",
+            pagerduty_url="http://127.0.0.1:9/v2/enqueue",
+        ),
     )
     am = spawn(alertmanager_argv(am_cfg, am_port, tmp_path / "am-data"), tmp_path / "am.log")
     try:
@@ -133,8 +164,17 @@ def test_alerts_survive_a_database_outage_exactly_once(cluster: Cluster, tmp_pat
                 am_port,
                 [
                     {
-                        "labels": {"alertname": f"Storm{tag.title()}{i % 4}", "severity": "warning", "service": f"svc{i % 3}", "target": f"{tag}-{i}"},
-                        "annotations": {"summary": "storm", "description": f"alert {tag}-{i}", "value": str(i)},
+                        "labels": {
+                            "alertname": f"Storm{tag.title()}{i % 4}",
+                            "severity": "warning",
+                            "service": f"svc{i % 3}",
+                            "target": f"{tag}-{i}",
+                        },
+                        "annotations": {
+                            "summary": "storm",
+                            "description": f"alert {tag}-{i}",
+                            "value": str(i),
+                        },
                     }
                     for i in range(n)
                 ],
@@ -165,9 +205,15 @@ def test_alerts_survive_a_database_outage_exactly_once(cluster: Cluster, tmp_pat
                 "SELECT count(*), count(DISTINCT alert_rule->'labels'->>'target') FROM infrastructure_alerts"
             ).fetchone() or (0, 0)
         assert (count, distinct_targets) == (total, total), "every alert exactly once"
-        with urllib.request.urlopen(f"http://127.0.0.1:{rec_port}/metrics", timeout=5) as resp:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{rec_port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
-        line = next(x for x in text.splitlines() if x.startswith('recorder_webhook_errors_total{reason="db_unavailable",source="alertmanager"}'))
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith(
+                'recorder_webhook_errors_total{reason="db_unavailable",source="alertmanager"}'
+            )
+        )
         assert float(line.rsplit(" ", 1)[1]) >= 1, "the outage was seen as 503s"
     finally:
         stop(am)

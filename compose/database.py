@@ -1,0 +1,59 @@
+"""The local stack's PostgreSQL: the machine's server, a database for the recorder, migrated."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from compose.processes import StackError
+
+
+def admin_conninfo() -> str:
+    return os.environ.get(
+        "WSINFRA_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    )
+
+
+def password_file(run_dir: Path) -> Path | None:
+    """Written by scripts/bootstrap.sh only where PostgreSQL needed a password (not trust auth)."""
+    default = run_dir.parent / ".run" / "secrets" / "postgres_password"
+    path = Path(os.environ.get("WSINFRA_PG_PASSWORD_FILE", default))
+    return path if path.is_file() else None
+
+
+def _admin(pwfile: Path | None) -> psycopg.Connection[Any]:
+    conninfo = admin_conninfo()
+    if pwfile is not None:
+        conninfo = make_conninfo(conninfo, password=pwfile.read_text().strip())
+    return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+
+
+def ensure_database(name: str, pwfile: Path | None) -> str:
+    """Create `name` if missing; return the recorder's conninfo (no password in it)."""
+    try:
+        with _admin(pwfile) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        raise StackError(
+            f"PostgreSQL is not reachable with {admin_conninfo()!r} ({str(exc).strip()}); "
+            "scripts/bootstrap.sh installs and starts it, or set WSINFRA_PG_ADMIN"
+        ) from None
+    params = {k: v for k, v in conninfo_to_dict(admin_conninfo()).items() if k != "password"}
+    params["dbname"] = name
+    return make_conninfo("", **params)
+
+
+def drop_database(name: str, pwfile: Path | None) -> None:
+    with _admin(pwfile) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
