@@ -15,6 +15,8 @@ command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
 { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } || need_apt+=(prometheus-alertmanager)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v git >/dev/null || need_apt+=(git)
+# The recorder's database: the machine's PostgreSQL (installed only when none is there).
+{ command -v pg_ctlcluster >/dev/null || pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; } || need_apt+=(postgresql)
 if [ "${WSINFRA_BENCH:-0}" = 1 ]; then
   command -v prometheus-blackbox-exporter >/dev/null || need_apt+=(prometheus-blackbox-exporter)
   command -v wrk >/dev/null || need_apt+=(wrk)
@@ -38,6 +40,24 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
   if [ "$policy_created" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+# PostgreSQL on 127.0.0.1:5432: start the cluster if it is stopped; where it wants a password
+# (Debian's default scram for TCP), give the postgres role one, kept in .run/secrets (0600).
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    ver=$(ls /etc/postgresql | sort -V | tail -n 1)
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+fi
+if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+   && ! PGCONNECT_TIMEOUT=5 psql -w -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1 \
+   && [ ! -s .run/secrets/postgres_password ]; then
+  mkdir -p .run/secrets && chmod 700 .run/secrets
+  (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > .run/secrets/postgres_password)
+  $SUDO runuser -u postgres -- psql -q -c "ALTER ROLE postgres PASSWORD '$(cat .run/secrets/postgres_password)'"
+  echo "bootstrap: gave the postgres role a password, kept in .run/secrets/postgres_password" >&2
 fi
 
 # The venv is rebuilt only when pyproject.toml changes.

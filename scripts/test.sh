@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 PY=.venv/bin/python
+# Where bootstrap had to give PostgreSQL a password, the tests use it too.
+if [ -s .run/secrets/postgres_password ]; then PGPASSWORD=$(cat .run/secrets/postgres_password); export PGPASSWORD; fi
 
 echo "== lint"
 $PY -m ruff check .

@@ -101,6 +101,22 @@ def test_alertmanager_config_mounted_is_valid(amtool: str) -> None:
     assert used <= provided, used - provided
 
 
+def test_compose_recorder_config_is_valid_and_its_secrets_are_provided() -> None:
+    from recorder.config import RecorderConfig  # noqa: PLC0415
+
+    cfg = load_config(COMPOSE / "recorder" / "recorder.yaml", RecorderConfig)
+    provided = {f"/run/secrets/{s}" for s in DOC["services"]["recorder"]["secrets"]}
+    files = [
+        cfg.database.password_file,
+        cfg.webhooks.alertmanager_token_file,
+        cfg.webhooks.vercel_secret_file,
+        cfg.webhooks.github_secret_file,
+    ]
+    assert {str(f) for f in files if f} <= provided
+    assert "password" not in cfg.database.conninfo
+    assert cfg.database.conninfo.startswith("host=postgres ")
+
+
 def test_compose_uptime_config_is_valid() -> None:
     cfg = load_config(COMPOSE / "uptime" / "uptime.yaml", UptimeConfig)
     assert {t.name for t in cfg.targets} >= {"web-home", "api-health"}
