@@ -64,6 +64,7 @@ def _one_alert(**changes: Any) -> list[Rendered]:
             "description": "value {{ $value }}",
             "remediation": "Fix it.",
             "runbook_url": "https://runbooks.example/ThingBroken.md#thingbroken",
+            "value": "{{ $value }}",
         },
     }
     for key, value in changes.items():
@@ -261,13 +262,39 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+def _recorder_metric_names() -> set[str]:
+    from datetime import UTC, datetime
+
+    from recorder.app import Metrics, StateCollector
+    from recorder.store import LatestDeployment
+
+    class Store:
+        latest = {"production": LatestDeployment("production", datetime.now(UTC), "abc", "main")}
+        pool = None
+
+    registry = CollectorRegistry(auto_describe=False)
+    metrics = Metrics(registry)
+    registry.register(StateCollector(Store(), metrics, lambda: True))  # type: ignore[arg-type]
+    return {sample.name for fam in registry.collect() for sample in fam.samples}
+
+
 def test_every_metric_a_rule_reads_is_produced() -> None:
     rules = generated_rules()
-    produced = _exporter_metric_names() | {r["record"] for r in rules if "record" in r} | EXTERNAL
+    produced = (
+        _exporter_metric_names()
+        | _recorder_metric_names()
+        | {r["record"] for r in rules if "record" in r}
+        | EXTERNAL
+    )
     unknown = {}
     for rule in rules:
-        for name in metric_names(str(rule["expr"])) - produced:
-            unknown.setdefault(name, rule.get("alert") or rule.get("record"))
+        # The expression, and the PromQL that annotations run through `query` (in backticks).
+        exprs = [str(rule["expr"])]
+        for text in (rule.get("annotations") or {}).values():
+            exprs += re.findall(r"query\s+`([^`]*)`", str(text))
+        for expr in exprs:
+            for name in metric_names(expr) - produced:
+                unknown.setdefault(name, rule.get("alert") or rule.get("record"))
     assert not unknown, f"rules read series nothing produces: {unknown}"
 
 

@@ -102,7 +102,7 @@ def test_alertmanager_config_mounted_is_valid(amtool: str) -> None:
 
 
 def test_compose_recorder_config_is_valid_and_its_secrets_are_provided() -> None:
-    from recorder.config import RecorderConfig  # noqa: PLC0415
+    from recorder.config import RecorderConfig
 
     cfg = load_config(COMPOSE / "recorder" / "recorder.yaml", RecorderConfig)
     provided = {f"/run/secrets/{s}" for s in DOC["services"]["recorder"]["secrets"]}
