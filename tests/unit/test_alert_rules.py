@@ -269,8 +269,9 @@ def _recorder_metric_names() -> set[str]:
     from recorder.store import LatestDeployment
 
     class Store:
-        latest = {"production": LatestDeployment("production", datetime.now(UTC), "abc", "main")}
-        pool = None
+        def __init__(self) -> None:
+            self.latest = {"production": LatestDeployment("production", datetime.now(UTC), "abc", "main")}
+            self.pool = None
 
     registry = CollectorRegistry(auto_describe=False)
     metrics = Metrics(registry)
