@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 import logging
 import sys
-from pathlib import Path
 
 import psycopg
 from aiohttp import web
 
+from exporters.common.cli import add_common_flags
 from exporters.common.config import ConfigError, load_config
 from exporters.common.logging import configure
 from recorder import migrate
@@ -20,13 +20,6 @@ from recorder.config import RecorderConfig, Secrets
 from recorder.store import PgStore, StoreUnavailable
 
 log = logging.getLogger("recorder")
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{value!r} must be host:port")
-    return host or "127.0.0.1", int(port)
 
 
 async def _migrate(cfg: RecorderConfig) -> int:
@@ -77,17 +70,7 @@ async def _serve(cfg: RecorderConfig, secrets: Secrets, host: str, port: int) ->
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m recorder")
     ap.add_argument("command", choices=["migrate", "serve"])
-    ap.add_argument("--config.file", dest="config", type=Path, required=True)
-    ap.add_argument(
-        "--web.listen-address", dest="listen", type=_listen, default=("127.0.0.1", 9700)
-    )
-    ap.add_argument(
-        "--log.level",
-        dest="log_level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-    )
-    ap.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    add_common_flags(ap, 9700)
     args = ap.parse_args(argv)
     configure(args.log_level, args.log_format)
     try:

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import logging
 import sys
-from pathlib import Path
 
 from aiohttp import web
 
+from exporters.common.cli import add_common_flags
 from exporters.common.config import ConfigError, load_config
 from exporters.common.logging import configure
 from exporters.uptime.app import make_app
@@ -19,24 +19,9 @@ from exporters.uptime.scheduler import plan
 log = logging.getLogger("exporters.uptime")
 
 
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{value!r} must be host:port")
-    return host or "127.0.0.1", int(port)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m exporters.uptime", description=__doc__)
-    p.add_argument("--config.file", dest="config", type=Path, required=True)
-    p.add_argument("--web.listen-address", dest="listen", type=_listen, default=("127.0.0.1", 9701))
-    p.add_argument(
-        "--log.level",
-        dest="log_level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-    )
-    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    add_common_flags(p, 9701)
     p.add_argument("--check-config", action="store_true", help="validate the config and exit")
     return p.parse_args(argv)
 

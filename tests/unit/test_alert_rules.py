@@ -270,7 +270,9 @@ def _recorder_metric_names() -> set[str]:
 
     class Store:
         def __init__(self) -> None:
-            self.latest = {"production": LatestDeployment("production", datetime.now(UTC), "abc", "main")}
+            self.latest = {
+                "production": LatestDeployment("production", datetime.now(UTC), "abc", "main")
+            }
             self.pool = None
 
     registry = CollectorRegistry(auto_describe=False)
