@@ -1,0 +1,60 @@
+"""The recorder's command line: bad config and an unreachable database fail clearly, secret-free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recorder", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_bad_config_exits_2_with_file_and_keys(tmp_path: Path) -> None:
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text("database:\n  conninfo: x\n  pool_max: 0\n  colour: red\nwebhooks: {}\n")
+    res = run("serve", "--config.file", str(cfg))
+    assert res.returncode == 2
+    for expected in (
+        str(cfg),
+        "database.pool_max",
+        "database.colour: unknown key",
+        "webhooks.alertmanager_token_file",
+    ):
+        assert expected in res.stderr
+
+
+def test_missing_secret_file_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text(
+        f"database:\n  conninfo: 'host=127.0.0.1'\nwebhooks:\n  alertmanager_token_file: {tmp_path}/none\n"
+    )
+    res = run("migrate", "--config.file", str(cfg))
+    assert res.returncode == 2
+    assert "secret file" in res.stderr
+
+
+def test_unreachable_database_is_a_clear_error_without_the_password(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    (tmp_path / "token").write_text("t\n")
+    (tmp_path / "pw").write_text("hunter2-db-password\n")
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text(
+        f"database:\n  conninfo: 'host=127.0.0.1 port={unused_tcp_port} user=postgres dbname=x connect_timeout=2'\n"
+        f"  password_file: {tmp_path}/pw\nwebhooks:\n  alertmanager_token_file: {tmp_path}/token\n"
+    )
+    res = run("migrate", "--config.file", str(cfg))
+    assert res.returncode == 1
+    assert "cannot connect to the database" in res.stderr
+    assert "hunter2" not in res.stderr + res.stdout
