@@ -189,12 +189,15 @@ def prepare() -> list[Proc]:
     rec_db: dict[str, str] = {"conninfo": database.ensure_database(RECORDER_DB, pwfile)}
     if pwfile is not None:
         rec_db["password_file"] = str(pwfile)
-    rec_cfg.write_text(
-        yaml.safe_dump(
-            {"database": rec_db, "webhooks": {"alertmanager_token_file": str(token)}},
-            sort_keys=False,
-        )
-    )
+    hooks = {"alertmanager_token_file": str(token)}
+    # Provider webhooks are optional: enabled by dropping their secret next to the others.
+    for key, name in (
+        ("vercel_secret_file", "vercel_webhook_secret"),
+        ("github_secret_file", "github_webhook_secret"),
+    ):
+        if (secrets / name).is_file():
+            hooks[key] = str(secrets / name)
+    rec_cfg.write_text(yaml.safe_dump({"database": rec_db, "webhooks": hooks}, sort_keys=False))
     check_output(python_argv("recorder", "migrate", "--config.file", str(rec_cfg)))
     procs.append(
         Proc(
