@@ -98,27 +98,23 @@ def test_credentials_in_url_are_refused_without_echoing_them(tmp_path: Path) -> 
     assert "hunter2" not in str(err.value)
 
 
-def test_cli_exits_2_before_binding_its_port(tmp_path: Path) -> None:
-    path = write(tmp_path, "targets:\n  - name: a\n    http: {url: 'nope'}\n    colour: red\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporters.uptime",
-            "--config.file",
-            str(path),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-        ],
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporters.uptime", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def test_cli_exits_2_before_binding_its_port(tmp_path: Path) -> None:
+    path = write(tmp_path, "targets:\n  - name: a\n    http: {url: 'nope'}\n    colour: red\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run_cli("--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}")
     assert proc.returncode == 2
     assert "targets[0].colour: unknown key" in proc.stderr
     assert "targets[0].http.url" in proc.stderr
@@ -132,13 +128,6 @@ def test_missing_secret_file_fails_at_start(tmp_path: Path) -> None:
         tmp_path,
         f"targets:\n  - name: a\n    http: {{url: 'https://x.example.com/', bearer_token_file: '{tmp_path}/nope'}}\n",
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporters.uptime", "--config.file", str(path), "--check-config"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = run_cli("--config.file", str(path), "--check-config")
     assert proc.returncode == 2
     assert "cannot read secret file" in proc.stderr
