@@ -315,7 +315,6 @@ def _print_addresses() -> None:
     for name, addr in shown.items():
         state = "up  " if name in alive else "DOWN"
         print(f"  [{state}] {name:15} {addr}")
-    print()
 
 
 def status() -> int:
