@@ -7,7 +7,6 @@ Open http://127.0.0.1:9790/ to read the messages as they arrive; GET /api/messag
 from __future__ import annotations
 
 import argparse
-import asyncio
 import html
 import sys
 import time
@@ -134,5 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    asyncio.set_event_loop_policy(None)
     raise SystemExit(main())
