@@ -55,8 +55,8 @@ class NaiveStore:
 class _Secrets:
     def __init__(self, token: bytes) -> None:
         self.alertmanager_token = token
-        self.vercel_secret = None
-        self.github_secret = None
+        self.vercel_secret: bytes | None = None
+        self.github_secret: bytes | None = None
 
 
 async def serve(conninfo: str, port: int, token: str) -> None:

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from compose.processes import StackError
+from compose.processes import ROOT, StackError
 
 
 def admin_conninfo() -> str:
@@ -19,9 +19,13 @@ def admin_conninfo() -> str:
     )
 
 
-def password_file(run_dir: Path) -> Path | None:
-    """Written by scripts/bootstrap.sh only where PostgreSQL needed a password (not trust auth)."""
-    default = run_dir.parent / ".run" / "secrets" / "postgres_password"
+def password_file() -> Path | None:
+    """Written by scripts/bootstrap.sh only where PostgreSQL needed a password (not trust auth).
+
+    Always the repository's .run/secrets, where bootstrap puts it, whatever WSINFRA_RUN_DIR a
+    private stack (tests, benchmarks) uses.
+    """
+    default = ROOT / ".run" / "secrets" / "postgres_password"
     path = Path(os.environ.get("WSINFRA_PG_PASSWORD_FILE", default))
     return path if path.is_file() else None
 

@@ -184,7 +184,7 @@ def prepare() -> list[Proc]:
         # Internal to this stack (Alertmanager → recorder): made here, never typed by anyone.
         token.write_text(secrets_token() + "\n")
         token.chmod(0o600)
-    pwfile = database.password_file(RUN)
+    pwfile = database.password_file()
     rec_cfg = cfg / "recorder.yaml"
     rec_db: dict[str, str] = {"conninfo": database.ensure_database(RECORDER_DB, pwfile)}
     if pwfile is not None:

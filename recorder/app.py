@@ -62,6 +62,14 @@ class Store(Protocol):
     async def migrations_at_head(self) -> bool: ...
 
 
+class WebhookSecrets(Protocol):
+    """What the handlers need of the secrets (recorder.config.Secrets in production)."""
+
+    alertmanager_token: bytes
+    vercel_secret: bytes | None
+    github_secret: bytes | None
+
+
 class Metrics:
     """Direct instrumentation of the recorder itself; every label child exists from the start."""
 
@@ -177,7 +185,8 @@ class StateCollector:
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
-SECRETS = web.AppKey("secrets", object)
+SECRETS = web.AppKey("secrets", WebhookSecrets)
+MAX_BODY = web.AppKey("max_body", int)
 VERIFY_CODE = web.AppKey("verify_code", str)
 READY = web.AppKey("ready", list)
 
@@ -197,7 +206,7 @@ async def _body(request: web.Request, source: str) -> bytes | web.Response:
             source,
             "too_large",
             413,
-            f"body over {request.app._client_max_size} bytes",
+            f"body over {request.app[MAX_BODY]} bytes",
         )
 
 
@@ -219,7 +228,7 @@ def _unavailable(metrics: Metrics, source: str) -> web.Response:
 async def alertmanager(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     m.requests.labels("alertmanager").inc()
-    if not _bearer_ok(request, request.app[SECRETS].alertmanager_token):  # type: ignore[attr-defined]
+    if not _bearer_ok(request, request.app[SECRETS].alertmanager_token):
         return _reject(m, "alertmanager", "unauthorized", 401, "missing or wrong bearer token")
     body = await _body(request, "alertmanager")
     if isinstance(body, web.Response):
@@ -240,7 +249,7 @@ async def alertmanager(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     m.requests.labels("heartbeat").inc()
-    if not _bearer_ok(request, request.app[SECRETS].alertmanager_token):  # type: ignore[attr-defined]
+    if not _bearer_ok(request, request.app[SECRETS].alertmanager_token):
         return _reject(m, "heartbeat", "unauthorized", 401, "missing or wrong bearer token")
     m.heartbeat_at = time.time()
     return web.json_response({"ok": True})
@@ -278,7 +287,7 @@ async def vercel(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     given = request.headers.get("x-vercel-signature", "")
-    if not _signature_ok(request.app[SECRETS].vercel_secret, body, given, "sha1"):  # type: ignore[attr-defined]
+    if not _signature_ok(request.app[SECRETS].vercel_secret, body, given, "sha1"):
         # Vercel's own sample answers a bad signature with exactly this.
         m.errors.labels("vercel", "invalid_signature").inc()
         return web.json_response(
@@ -305,7 +314,7 @@ async def github(request: web.Request) -> web.Response:
     given = request.headers.get("X-Hub-Signature-256", "")
     if not given:
         return _reject(m, "github", "invalid_signature", 401, "X-Hub-Signature-256 missing")
-    if not _signature_ok(request.app[SECRETS].github_secret, body, given, "sha256", "sha256="):  # type: ignore[attr-defined]
+    if not _signature_ok(request.app[SECRETS].github_secret, body, given, "sha256", "sha256="):
         return _reject(m, "github", "invalid_signature", 403, "X-Hub-Signature-256 does not match")
     event = request.headers.get("X-GitHub-Event", "")
     delivery = request.headers.get("X-GitHub-Delivery", "")
@@ -343,7 +352,7 @@ async def ready(request: web.Request) -> web.Response:
 
 def make_app(
     store: Store,
-    secrets: object,
+    secrets: WebhookSecrets,
     *,
     max_body_bytes: int,
     vercel_verify_code: str | None = None,
@@ -356,6 +365,7 @@ def make_app(
     app[METRICS] = m
     app[REGISTRY] = registry
     app[SECRETS] = secrets
+    app[MAX_BODY] = max_body_bytes
     app[VERIFY_CODE] = vercel_verify_code or ""
     app[READY] = [False]
     registry.register(StateCollector(store, m, lambda: bool(app[READY][0])))
