@@ -1,0 +1,1 @@
+"""Vercel exporter: deployments from the REST API, requests, traces and Web Vitals from drains."""

@@ -1,0 +1,3 @@
+from exporters.vercel.cli import main
+
+raise SystemExit(main())

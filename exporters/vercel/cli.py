@@ -1,0 +1,76 @@
+"""Command line: `python -m exporters.vercel --config.file vercel.yaml --web.listen-address :9703`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from aiohttp import web
+
+from exporters.common.cli import add_common_flags
+from exporters.common.config import ConfigError, load_config
+from exporters.common.logging import configure
+from exporters.vercel.app import Exporter, make_app, runner
+from exporters.vercel.config import VercelConfig, read_secrets
+
+log = logging.getLogger("exporters.vercel")
+DEFAULT_PORT = 9703
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m exporters.vercel", description=__doc__)
+    add_common_flags(p, DEFAULT_PORT)
+    p.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure(args.log_level, args.log_format)
+    try:
+        cfg = load_config(args.config, VercelConfig)
+        secrets = read_secrets(cfg)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"invalid config {args.config}: cannot read secret file: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    drains = [n for n in ("logs", "traces", "speed_insights") if getattr(cfg.drains, n)]
+    summary = (
+        f"{len(cfg.projects)} projects, deployments polling "
+        f"{'on' if 'token' in secrets else 'off (no api.token_file)'}, "
+        f"drains: {', '.join(drains) or 'none'}"
+    )
+    if args.check_config:
+        print(f"{args.config}: OK ({summary})")
+        return 0
+    host, port = args.listen
+    log.info("config loaded", extra={"summary": summary, "listen": f"{host}:{port}"})
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    runner(_serve(cfg, secrets, host, port))
+    return 0
+
+
+async def _serve(cfg: VercelConfig, secrets: dict[str, str], host: str, port: int) -> None:
+    # Built inside the loop: the drains' locks and the API client belong to it.
+    app = make_app(Exporter(cfg, secrets))
+    web_runner = runner(app)
+    await web_runner.setup()
+    site = web.TCPSite(web_runner, host, port)
+    await site.start()
+    log.info("listening", extra={"address": f"http://{host}:{port}/metrics"})
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await web_runner.cleanup()
