@@ -49,6 +49,52 @@ def demo_uptime_config(
     }
 
 
+DEMO_VERCEL_PROJECT_ID = "prj_demo0000000000000000000001"
+DEMO_VERCEL_TEAM_ID = "team_demo000000000000000001"
+# Secret files the Vercel exporter reads; in the demo the fake API and drain feed use the same.
+VERCEL_SECRET_FILES = {
+    "token_file": "vercel_api_token",
+    "logs": "vercel_logs_drain_secret",
+    "traces": "vercel_traces_drain_secret",
+    "speed_insights": "vercel_speed_insights_drain_secret",
+    "verify_code_file": "vercel_drain_verify_code",
+}
+
+
+def demo_vercel_config(api_url: str, secrets_dir: str, state_file: str) -> dict[str, Any]:
+    """The Vercel exporter against the DEMO API, with all three drains fed by the demo feed."""
+    sec = secrets_dir.rstrip("/")
+    return {
+        "api": {
+            "base_url": api_url,
+            "token_file": f"{sec}/{VERCEL_SECRET_FILES['token_file']}",
+            "team_id": DEMO_VERCEL_TEAM_ID,
+            "refresh_interval": "15s",
+            "timeout": "5s",
+            "state_file": state_file,
+        },
+        "projects": [{"id": DEMO_VERCEL_PROJECT_ID, "name": "web"}],
+        "drains": {
+            **{
+                name: {"secret_file": f"{sec}/{VERCEL_SECRET_FILES[name]}"}
+                for name in ("logs", "traces", "speed_insights")
+            },
+            "verify_code_file": f"{sec}/{VERCEL_SECRET_FILES['verify_code_file']}",
+        },
+    }
+
+
+def write_demo_vercel_secrets(secrets_dir: Path) -> None:
+    import secrets
+
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    for name in VERCEL_SECRET_FILES.values():
+        path = secrets_dir / name
+        if not path.exists():
+            path.write_text(f"demo-{secrets.token_hex(16)}\n", encoding="utf-8")
+            path.chmod(0o600)
+
+
 def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     files = {

@@ -21,6 +21,7 @@ def prometheus_config(
     rule_files: list[str],
     self_address: str,
     recorder: str,
+    vercel: str | None = None,
 ) -> dict[str, Any]:
     """`uptime_by_region`: region → host:port of that region's uptime exporter."""
     return {
@@ -49,6 +50,11 @@ def prometheus_config(
                 "scrape_interval": "15s",
                 "static_configs": [{"targets": [recorder]}],
             },
+            *(
+                [{"job_name": "vercel", "static_configs": [{"targets": [vercel]}]}]
+                if vercel
+                else []
+            ),
             {"job_name": "prometheus", "static_configs": [{"targets": [self_address]}]},
             {"job_name": "alertmanager", "static_configs": [{"targets": [alertmanager]}]},
         ],

@@ -60,7 +60,7 @@ async def _serve(args: argparse.Namespace) -> None:
     state = VercelApiState(token=token, team_id=args.team_id)
     now = time.time()
     state.add(timeline(args.project_id, "web", now - 7 * 86400, now + 2 * 86400, args.deploy_every))
-    runner = web.AppRunner(make_app(state), access_log=None)
+    runner = web.AppRunner(make_app(state, health=True), access_log=None)
     await runner.setup()
     host, _, port = args.listen.rpartition(":")
     await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()

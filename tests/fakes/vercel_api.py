@@ -184,7 +184,8 @@ def _int_param(q: dict[str, str], name: str) -> int | web.Response | None:
         return _err(400, "bad_request", f"Invalid request: `{name}` should be number.")
 
 
-def make_app(state: VercelApiState) -> web.Application:
+def make_app(state: VercelApiState, *, health: bool = False) -> web.Application:
+    """`health` adds /-/healthy for the demo stack's readiness check (Vercel has no such path)."""
     app = web.Application()
     app[API] = state
 
@@ -331,6 +332,12 @@ def make_app(state: VercelApiState) -> web.Application:
         state.requests.append((request.path, dict(request.query)))
         return _err(404, "not_found", "The requested path was not found")
 
+    if health:
+
+        async def healthy(_: web.Request) -> web.Response:
+            return web.Response(text="OK\n")
+
+        app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/v6/deployments", list_deployments)
     app.router.add_get("/v7/deployments", list_deployments)
     app.router.add_route("*", "/{tail:.*}", not_found)

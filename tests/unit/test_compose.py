@@ -120,3 +120,22 @@ def test_compose_recorder_config_is_valid_and_its_secrets_are_provided() -> None
 def test_compose_uptime_config_is_valid() -> None:
     cfg = load_config(COMPOSE / "uptime" / "uptime.yaml", UptimeConfig)
     assert {t.name for t in cfg.targets} >= {"web-home", "api-health"}
+
+
+def test_compose_vercel_config_is_valid_and_its_secrets_are_provided() -> None:
+    from exporters.vercel.config import VercelConfig
+
+    cfg = load_config(COMPOSE / "vercel" / "vercel.yaml", VercelConfig)
+    provided = {f"/run/secrets/{s}" for s in DOC["services"]["vercel"]["secrets"]}
+    files = [
+        cfg.api.token_file,
+        cfg.drains.verify_code_file,
+        *(d.secret_file for d in (cfg.drains.logs, cfg.drains.traces, cfg.drains.speed_insights) if d),
+    ]
+    assert {str(f) for f in files if f} == provided
+    # The demo feed signs with the same drain secrets the exporter checks.
+    feed = set(DOC["services"]["vercel-api"]["secrets"])
+    assert feed <= set(DOC["services"]["vercel"]["secrets"])
+    assert cfg.api.base_url == "http://vercel-api:9783"
+    assert cfg.api.state_file is not None
+    assert any(str(cfg.api.state_file.parent) in v for v in DOC["services"]["vercel"]["volumes"])
