@@ -136,6 +136,21 @@ def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
         assert time.monotonic() < deadline, "Watchdog never reached Alertmanager"
         time.sleep(2)
     assert stack.query('ALERTS{alertstate="firing", alertname!="Watchdog"}') == []
+    # The Vercel exporter is scraped, its deployments come from the fake API, and the drain
+    # feed's requests reach the recording rules.
+    wait_for(
+        "Vercel deployments and drain-fed request rates in Prometheus",
+        lambda: (
+            stack.query('vercel_up{job="vercel"} == 1')
+            and stack.query('vercel_production_deployment_info{project="web"}')
+            and len(stack.query('project_region:vercel_requests:rate5m{environment="production"}'))
+            == 4
+            and stack.query(
+                'project_region_kind:vercel_request_duration_seconds:p95_rate5m{route_kind="page"}'
+            )
+        ),
+        timeout=90,
+    )
 
     # 2. Slow but within bounds: measured, and still nobody notified.
     assert stack.cli("fault", "slow", "--delay", "1.2").returncode == 0
@@ -268,6 +283,11 @@ def test_inhibitions_on_real_alertmanager(tmp_path: Path) -> None:
             alert("UptimeResponseTimeHigh", "critical", target="api", region="us-east"),
             alert("UptimeResponseTimeHigh", "warning", target="api", region="us-east"),
             alert("UptimeResponseTimeHigh", "warning", target="api", region="eu-west"),
+            alert("VercelErrorRateHigh", "critical", project="web", region="iad1"),
+            alert("VercelErrorRateHigh", "warning", project="web", region="iad1"),
+            alert("VercelErrorRateHigh", "warning", project="docs", region="iad1"),
+            alert("VercelExporterDown", "error", instance="vercel:9703"),
+            alert("VercelDrainSilent", "warning", instance="vercel:9703", drain="logs"),
         ]
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v2/alerts",
@@ -285,7 +305,9 @@ def test_inhibitions_on_real_alertmanager(tmp_path: Path) -> None:
                 (
                     a["labels"]["alertname"],
                     a["labels"]["severity"],
-                    a["labels"]["target"],
+                    a["labels"].get("target")
+                    or a["labels"].get("project")
+                    or a["labels"]["instance"],
                     a["labels"].get("region", ""),
                 ): a["status"]["state"]
                 for a in got
@@ -295,7 +317,9 @@ def test_inhibitions_on_real_alertmanager(tmp_path: Path) -> None:
             s = states()
             return (
                 s
-                if s and s[("UptimeResponseTimeHigh", "warning", "web", "us-east")] == "suppressed"
+                if s
+                and s[("UptimeResponseTimeHigh", "warning", "web", "us-east")] == "suppressed"
+                and s[("VercelDrainSilent", "warning", "vercel:9703", "")] == "suppressed"
                 else None
             )
 
@@ -309,6 +333,13 @@ def test_inhibitions_on_real_alertmanager(tmp_path: Path) -> None:
             ("UptimeResponseTimeHigh", "critical", "api", "us-east"): "active",
             ("UptimeResponseTimeHigh", "warning", "api", "us-east"): "suppressed",
             ("UptimeResponseTimeHigh", "warning", "api", "eu-west"): "active",
+            # ... and of the same Vercel project in the same region
+            ("VercelErrorRateHigh", "critical", "web", "iad1"): "active",
+            ("VercelErrorRateHigh", "warning", "web", "iad1"): "suppressed",
+            ("VercelErrorRateHigh", "warning", "docs", "iad1"): "active",
+            # the Vercel exporter down: its silent drains are the same news
+            ("VercelExporterDown", "error", "vercel:9703", ""): "active",
+            ("VercelDrainSilent", "warning", "vercel:9703", ""): "suppressed",
         }
     finally:
         stop(proc)

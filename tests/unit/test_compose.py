@@ -130,7 +130,11 @@ def test_compose_vercel_config_is_valid_and_its_secrets_are_provided() -> None:
     files = [
         cfg.api.token_file,
         cfg.drains.verify_code_file,
-        *(d.secret_file for d in (cfg.drains.logs, cfg.drains.traces, cfg.drains.speed_insights) if d),
+        *(
+            d.secret_file
+            for d in (cfg.drains.logs, cfg.drains.traces, cfg.drains.speed_insights)
+            if d
+        ),
     ]
     assert {str(f) for f in files if f} == provided
     # The demo feed signs with the same drain secrets the exporter checks.
