@@ -119,3 +119,9 @@ def test_serves_metrics_as_a_process(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert (ROOT / "exporters" / "vercel").is_dir()
+
+
+def test_the_example_config_is_valid() -> None:
+    cfg = load_config(ROOT / "config" / "example" / "vercel.yaml", VercelConfig)
+    assert cfg.api.token_file is not None
+    assert cfg.drains.logs is not None
