@@ -61,15 +61,7 @@ async def run(history: int, hours_warm: int = 1) -> tuple[int, int, int]:
         cfg, secrets = load(
             write_config(Path(tmp), base_url=base, api={"lookback": f"{history + 60}m"})
         )
-        api = VercelApi(
-            cfg.api.base_url,
-            secrets["token"],
-            team_id=cfg.api.team_id,
-            timeout=cfg.api.timeout,
-            max_requests_per_minute=cfg.api.max_requests_per_minute,
-            clock=clock,
-            sleep=clock.sleep,
-        )
+        api = VercelApi.from_config(cfg.api, secrets["token"], clock=clock, sleep=clock.sleep)
         tracker = Exporter(cfg, secrets, api=api, clock=clock).tracker
         assert tracker is not None
         naive = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"})

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 
 
 def listen_address(value: str) -> tuple[str, int]:
@@ -30,3 +36,31 @@ def add_common_flags(parser: argparse.ArgumentParser, default_port: int) -> None
     parser.add_argument(
         "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
     )
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run the exporter's main coroutine on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def serve(
+    make_app: Callable[[], web.Application],
+    host: str,
+    port: int,
+    log: logging.Logger,
+    **runner_kwargs: Any,
+) -> None:
+    """Serve until a signal; the app is built here, inside the loop its tasks will use."""
+    web_runner = web.AppRunner(make_app(), access_log=None, handle_signals=True, **runner_kwargs)
+    await web_runner.setup()
+    await web.TCPSite(web_runner, host, port).start()
+    log.info("listening", extra={"address": f"http://{host}:{port}/metrics"})
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await web_runner.cleanup()

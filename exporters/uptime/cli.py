@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
-from aiohttp import web
-
-from exporters.common.cli import add_common_flags
+from exporters.common.cli import add_common_flags, run, serve
 from exporters.common.config import ConfigError, load_config
 from exporters.common.logging import configure
 from exporters.uptime.app import make_app
@@ -46,23 +43,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     host, port = args.listen
     log.info("config loaded", extra={"targets": len(cfg.targets), "listen": f"{host}:{port}"})
-    try:
-        import uvloop
-    except ImportError:
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    runner(_serve(make_app(cfg), host, port))
+    run(serve(lambda: make_app(cfg), host, port, log))
     return 0
-
-
-async def _serve(app: web.Application, host: str, port: int) -> None:
-    web_runner = web.AppRunner(app, access_log=None, handle_signals=True)
-    await web_runner.setup()
-    site = web.TCPSite(web_runner, host, port)
-    await site.start()
-    log.info("listening", extra={"address": f"http://{host}:{port}/metrics"})
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await web_runner.cleanup()

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from exporters.vercel.config import Api
+
 REASONS = ("auth", "rate_limited", "server", "timeout", "connect", "malformed", "client")
 RETRYABLE = frozenset({"server", "timeout", "connect"})
 
@@ -69,6 +71,25 @@ class VercelApi:
         self.stats = ApiStats()
         self._sent: collections.deque[float] = collections.deque()
         self._blocked_until: dict[str, float] = {}
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Api,
+        token: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> VercelApi:
+        return cls(
+            cfg.base_url,
+            token,
+            team_id=cfg.team_id,
+            timeout=cfg.timeout,
+            max_requests_per_minute=cfg.max_requests_per_minute,
+            clock=clock,
+            sleep=sleep,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

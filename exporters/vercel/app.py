@@ -35,14 +35,7 @@ class Exporter:
         self.clock = clock
         self.drains = DrainReceiver(cfg, secrets, clock)
         if api is None and "token" in secrets:
-            api = VercelApi(
-                cfg.api.base_url,
-                secrets["token"],
-                team_id=cfg.api.team_id,
-                timeout=cfg.api.timeout,
-                max_requests_per_minute=cfg.api.max_requests_per_minute,
-                clock=clock,
-            )
+            api = VercelApi.from_config(cfg.api, secrets["token"], clock=clock)
         self.tracker = DeploymentTracker(cfg.api, cfg.project_names(), api, clock) if api else None
 
     def up(self) -> bool:
@@ -122,12 +115,6 @@ async def ready(request: web.Request) -> web.Response:
     # Ready means able to take drain deliveries; API trouble shows in vercel_up, not here,
     # or an orchestrator would restart a healthy exporter during a Vercel outage.
     return web.Response(text="OK\n")
-
-
-def runner(app: web.Application) -> web.AppRunner:
-    # aiohttp would gunzip request bodies itself, unbounded and before we can check a
-    # signature made over the compressed bytes: drain bodies are decompressed by us.
-    return web.AppRunner(app, access_log=None, handle_signals=True, auto_decompress=False)
 
 
 def make_app(exporter: Exporter) -> web.Application:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
-from aiohttp import web
-
-from exporters.common.cli import add_common_flags
+from exporters.common.cli import add_common_flags, run, serve
 from exporters.common.config import ConfigError, load_config
 from exporters.common.logging import configure
-from exporters.vercel.app import Exporter, make_app, runner
+from exporters.vercel.app import Exporter, make_app
 from exporters.vercel.config import VercelConfig, read_secrets
 
 log = logging.getLogger("exporters.vercel")
@@ -52,25 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     host, port = args.listen
     log.info("config loaded", extra={"summary": summary, "listen": f"{host}:{port}"})
-    try:
-        import uvloop
-    except ImportError:
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    runner(_serve(cfg, secrets, host, port))
+    # aiohttp would gunzip request bodies itself, unbounded and before we could check a
+    # signature made over the compressed bytes: drain bodies are decompressed by us.
+    run(serve(lambda: make_app(Exporter(cfg, secrets)), host, port, log, auto_decompress=False))
     return 0
-
-
-async def _serve(cfg: VercelConfig, secrets: dict[str, str], host: str, port: int) -> None:
-    # Built inside the loop: the drains' locks and the API client belong to it.
-    app = make_app(Exporter(cfg, secrets))
-    web_runner = runner(app)
-    await web_runner.setup()
-    site = web.TCPSite(web_runner, host, port)
-    await site.start()
-    log.info("listening", extra={"address": f"http://{host}:{port}/metrics"})
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await web_runner.cleanup()

@@ -202,6 +202,22 @@ def make_app(state: VercelApiState, *, health: bool = False) -> web.Application:
         headers["X-RateLimit-Reset"] = str(start + 60)
         return used <= state.rate_limit
 
+    def rate_limited(reset: int, headers: dict[str, str]) -> web.Response:
+        # The errors page's body (with `limit`), one form used throughout.
+        resp = _err(
+            429,
+            "rate_limited",
+            "Rate limit exceeded",
+            limit={
+                "remaining": 0,
+                "reset": reset,
+                "resetMs": reset * 1000,
+                "total": state.rate_limit,
+            },
+        )
+        resp.headers.update(headers)
+        return resp
+
     async def list_deployments(request: web.Request) -> web.StreamResponse:
         q = dict(request.query)
         state.requests.append((request.path, q))
@@ -209,45 +225,17 @@ def make_app(state: VercelApiState, *, health: bool = False) -> web.Application:
             return _err(403, "forbidden", "Not authorized")
         headers: dict[str, str] = {}
         if not limits(headers):
-            start = state._window[0]
-            resp = _err(
-                429,
-                "rate_limited",
-                "Rate limit exceeded",
-                limit={
-                    "remaining": 0,
-                    "reset": start + 60,
-                    "resetMs": (start + 60) * 1000,
-                    "total": state.rate_limit,
-                },
-            )
-            resp.headers.update(headers)
-            return resp
+            return rate_limited(state._window[0] + 60, headers)
         fault = state.faults.pop(0) if state.faults else None
         if fault in ("500", "502"):
             return _err(
                 int(fault), "internal_server_error", "An unexpected internal error occurred"
             )
         if fault == "429":
-            resp = _err(
-                429,
-                "rate_limited",
-                "Rate limit exceeded",
-                limit={
-                    "remaining": 0,
-                    "reset": int(state.clock()) + 2,
-                    "resetMs": (int(state.clock()) + 2) * 1000,
-                    "total": state.rate_limit,
-                },
+            reset = int(state.clock()) + 2
+            return rate_limited(
+                reset, {**headers, "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
             )
-            resp.headers.update(
-                {
-                    **headers,
-                    "X-RateLimit-Remaining": "0",
-                    "X-RateLimit-Reset": str(int(state.clock()) + 2),
-                }
-            )
-            return resp
         if fault == "timeout":
             await asyncio.sleep(3600)
         unknown = sorted(set(q) - LIST_PARAMS)

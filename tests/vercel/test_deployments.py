@@ -56,14 +56,8 @@ class Rig:
 
     def new_exporter(self) -> Exporter:
         cfg, secrets = load(write_config(self.tmp_path, base_url=self.url, api=self.api_overrides))
-        api = VercelApi(
-            cfg.api.base_url,
-            secrets["token"],
-            team_id=cfg.api.team_id,
-            timeout=cfg.api.timeout,
-            max_requests_per_minute=cfg.api.max_requests_per_minute,
-            clock=self.clock,
-            sleep=self.clock.sleep,
+        api = VercelApi.from_config(
+            cfg.api, secrets["token"], clock=self.clock, sleep=self.clock.sleep
         )
         return Exporter(cfg, secrets, api=api, clock=self.clock)
 
