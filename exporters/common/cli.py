@@ -7,9 +7,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel
+
+from exporters.common.config import ConfigError, load_config
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def listen_address(value: str) -> tuple[str, int]:
@@ -64,3 +70,19 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         await web_runner.cleanup()
+
+
+def load_for_cli(path: Path, model: type[M], prepare: Callable[[M], T]) -> tuple[M, T] | None:
+    """Load the config and run `prepare` on it (which reads the secret files it names), so a
+    bad file fails before any port is bound. On failure print why (never a secret) and return
+    None: the caller exits with code 2."""
+    import sys
+
+    try:
+        cfg = load_config(path, model)
+        return cfg, prepare(cfg)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+    except OSError as exc:
+        print(f"invalid config {path}: cannot read secret file: {exc.strerror}", file=sys.stderr)
+    return None

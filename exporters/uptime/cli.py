@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from exporters.common.cli import add_common_flags, run, serve
-from exporters.common.config import ConfigError, load_config
+from exporters.common.cli import add_common_flags, load_for_cli, run, serve
 from exporters.common.logging import configure
 from exporters.uptime.app import make_app
 from exporters.uptime.config import UptimeConfig
@@ -26,18 +24,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(args.log_level, args.log_format)
-    try:
-        cfg = load_config(args.config, UptimeConfig)
-        plan(cfg)  # reads secret files now, so a missing one fails before any port is bound
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    loaded = load_for_cli(args.config, UptimeConfig, plan)
+    if loaded is None:
         return 2
-    except OSError as exc:
-        print(
-            f"invalid config {args.config}: cannot read secret file: {exc.strerror}",
-            file=sys.stderr,
-        )
-        return 2
+    cfg, _ = loaded
     if args.check_config:
         print(f"{args.config}: OK ({len(cfg.targets)} targets)")
         return 0

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from exporters.common.cli import add_common_flags, run, serve
-from exporters.common.config import ConfigError, load_config
+from exporters.common.cli import add_common_flags, load_for_cli, run, serve
 from exporters.common.logging import configure
 from exporters.vercel.app import Exporter, make_app
 from exporters.vercel.config import VercelConfig, read_secrets
@@ -26,18 +24,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(args.log_level, args.log_format)
-    try:
-        cfg = load_config(args.config, VercelConfig)
-        secrets = read_secrets(cfg)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    loaded = load_for_cli(args.config, VercelConfig, read_secrets)
+    if loaded is None:
         return 2
-    except OSError as exc:
-        print(
-            f"invalid config {args.config}: cannot read secret file: {exc.strerror}",
-            file=sys.stderr,
-        )
-        return 2
+    cfg, secrets = loaded
     drains = [n for n in ("logs", "traces", "speed_insights") if getattr(cfg.drains, n)]
     summary = (
         f"{len(cfg.projects)} projects, deployments polling "

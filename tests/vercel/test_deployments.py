@@ -41,6 +41,17 @@ def dep(
     )
 
 
+def prod_info(text: str) -> float | None:
+    """The production info series for the commit every `dep(..., prod=True)` carries."""
+    return value(
+        text,
+        "vercel_production_deployment_info",
+        project="web",
+        commit="de8b89f13b2b",
+        branch="main",
+    )
+
+
 class Rig:
     def __init__(
         self,
@@ -178,16 +189,7 @@ async def test_refreshes_ask_only_for_what_changed_and_count_each_deployment_onc
         == 4.0
     )
     assert value(text, "vercel_deployments_in_progress", project="web", target="production") == 0
-    assert (
-        value(
-            text,
-            "vercel_production_deployment_info",
-            project="web",
-            commit="de8b89f13b2b",
-            branch="main",
-        )
-        == 1
-    )
+    assert prod_info(text) == 1
 
 
 async def test_in_flight_deployments_are_seen_building(rig: Rig) -> None:
@@ -264,16 +266,7 @@ async def test_429_storm_backs_off_until_reset_and_keeps_the_snapshot(rig: Rig) 
     text = rig.metrics()
     assert value(text, "vercel_api_errors_total", reason="rate_limited") == 3  # type: ignore[operator]
     assert value(text, "vercel_up") == 1, "the last good snapshot is still fresh"
-    assert (
-        value(
-            text,
-            "vercel_production_deployment_info",
-            project="web",
-            commit="de8b89f13b2b",
-            branch="main",
-        )
-        == 1
-    )
+    assert prod_info(text) == 1
     assert rig.exporter.tracker is not None
     assert rig.exporter.tracker.next_refresh_not_before > rig.clock()
 
@@ -307,16 +300,7 @@ async def test_failures_change_nothing_and_stale_data_is_dropped(rig: Rig, fault
     assert not await rig.refresh()
     text = rig.metrics()
     assert value(text, "vercel_up") == 0
-    assert (
-        value(
-            text,
-            "vercel_production_deployment_info",
-            project="web",
-            commit="de8b89f13b2b",
-            branch="main",
-        )
-        is None
-    )
+    assert prod_info(text) is None
     assert value(text, "vercel_api_last_success_timestamp_seconds", project="web") == now
     # Recovery: the deployment that finished meanwhile is counted once.
     rig.state.faults = []
