@@ -162,6 +162,8 @@ class VercelApiState:
     # One fault is consumed per request, in order: "500", "429", "malformed", "truncated"…
     faults: list[str] = field(default_factory=list)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    # Called after each answered list request: tests change the data between pages with it.
+    after_request: Callable[[VercelApiState], None] | None = None
     _window: tuple[int, int] = (0, 0)  # (window start epoch s, used)
 
     def add(self, items: list[FakeDeployment]) -> None:
@@ -305,6 +307,8 @@ def make_app(state: VercelApiState, *, health: bool = False) -> web.Application:
         if fault == "shape":
             body = {"deployments": "not a list"}
         resp = web.json_response(body, headers=headers)
+        if state.after_request is not None:
+            state.after_request(state)
         if fault == "malformed":
             resp = web.Response(
                 text="<html>Bad gateway</html>", content_type="text/html", headers=headers

@@ -390,3 +390,50 @@ async def test_refresh_loop_survives_the_api_being_down(tmp_path: Path) -> None:
     assert value(text, "vercel_api_errors_total", reason="connect") == 3
     assert value(text, "vercel_up") == 0
     await api.aclose()
+
+
+async def test_deployments_vanishing_between_pages_are_neither_lost_nor_doubled(rig: Rig) -> None:
+    now = rig.clock()
+    rig.state.add(timeline(PROJECT_ID, "web", now - 86400, now - 600, 400.0))  # 215: three pages
+    building = dep("dpl_building", now - 30, build=300.0)
+    rig.state.add([building])
+
+    def delete_during_paging(state: VercelApiState) -> None:
+        if len(state.requests) == 1:  # after the first page: one from page 2 and the building one
+            state.remove(state.deployments[150].uid)
+            state.remove("dpl_building")
+
+    rig.state.after_request = delete_during_paging
+    assert await rig.refresh()
+    listed = {q.get("until") for q in rig.requests()}
+    assert len(listed) == 3, "paging by `until` timestamps: a deletion shifts no page"
+    rig.state.after_request = None
+    assert rig.exporter.tracker is not None
+    ps = rig.exporter.tracker.projects[PROJECT_ID]
+    assert "dpl_building" in ps.in_flight  # seen on page 1, before it was deleted
+    rig.clock.t += 30
+    assert await rig.refresh()
+    text = rig.metrics()
+    assert value(text, "vercel_deployments_vanished_total", project="web") == 1
+    assert value(text, "vercel_deployments_in_progress", project="web", target="preview") == 0
+
+
+async def test_a_slow_api_times_out_and_the_next_attempt_succeeds(tmp_path: Path) -> None:
+    clock = SimClock()
+    state = VercelApiState(token=TOKEN, team_id=TEAM, clock=clock, faults=["timeout"])
+    state.add([dep("dpl_1", clock() - 600, prod=True)])
+    server = TestServer(make_app(state))
+    await server.start_server()
+    rig = Rig(
+        tmp_path, clock, state, str(server.make_url("")).rstrip("/"), api={"timeout": "500ms"}
+    )
+    try:
+        assert await rig.refresh()
+        text = rig.metrics()
+        assert value(text, "vercel_api_errors_total", reason="timeout") == 1
+        assert value(text, "vercel_api_requests_total", endpoint="deployments", code="error") == 1
+        assert prod_info(text) == 1
+    finally:
+        assert rig.exporter.tracker is not None
+        await rig.exporter.tracker.api.aclose()
+        await server.close()

@@ -129,3 +129,60 @@ def test_deployment_parser_takes_anything(doc: Any) -> None:
         assert d.uid
         assert d.created_ms > 0
         assert d.target in ("production", "preview", "staging", "other")
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    doc=st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {
+                "deployments": st.lists(record_like | json_values, max_size=5),
+                "pagination": json_values,
+            }
+        ),
+        st.fixed_dictionaries(
+            {
+                "deployments": st.lists(record_like, max_size=5),
+                "pagination": st.fixed_dictionaries({"next": json_values}),
+            }
+        ),
+    )
+)
+def test_any_api_answer_leaves_the_poller_serving(doc: Any, tmp_path_factory: Any) -> None:
+    import asyncio
+
+    import httpx
+
+    from exporters.vercel.api import VercelApi
+    from exporters.vercel.app import Exporter, render
+    from tests.vercel.helpers import SimClock, load, write_config
+
+    body = json.dumps(doc).encode()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    cfg, secrets = load(write_config(tmp_path_factory.mktemp("cfg")))
+    clock = SimClock()
+
+    async def go() -> str:
+        api = VercelApi(
+            cfg.api.base_url,
+            "t",
+            team_id=None,
+            timeout=1.0,
+            max_requests_per_minute=10_000,
+            transport=transport,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        e = Exporter(cfg, secrets, api=api, clock=clock)
+        assert e.tracker is not None
+        await e.tracker.refresh()  # True or False, never an exception
+        await api.aclose()
+        return render(e).decode()
+
+    text = asyncio.run(go())
+    assert "vercel_up" in text
