@@ -1,1 +1,1 @@
-"""Grafana dashboards as code (grafanalib). Built in issue 7; nothing here yet."""
+"""Grafana dashboards as code: `python -m dashboards build [--check]` writes generated/*.json."""

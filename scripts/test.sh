@@ -16,6 +16,7 @@ $PY -m mypy
 echo "== generated files are current"
 $PY -m alert_rules build --check
 $PY -m compose.build --check
+$PY -m dashboards build --check
 
 echo "== promtool / amtool"
 promtool check rules alert_rules/generated/*.yml

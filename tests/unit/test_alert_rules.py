@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import re
 from pathlib import Path
@@ -10,20 +9,14 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from alert_rules.build import CONFIG, GENERATED, TEMPLATES, load_config
 from alert_rules.build import main as build_main
 from alert_rules.render import REQUIRED_ANNOTATIONS, Rendered, RuleError, render_all, validate
-from exporters.uptime.collector import ExporterMeta, UptimeCollector
-from exporters.uptime.config import UptimeConfig
-from exporters.uptime.probe import PHASES, ProbeResult
-from exporters.uptime.scheduler import ProberStats, TargetState, plan
 from tests.conftest import ROOT
+from tests.metrics_produced import metric_names, produced
 
 RULE_TESTS = sorted((ROOT / "tests" / "rules").glob("*.test.yaml"))
-# Series that come from Prometheus itself rather than from an exporter or a recording rule.
-EXTERNAL = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 
 
 def generated_rules() -> list[dict[str, Any]]:
@@ -195,151 +188,9 @@ def test_every_alert_has_a_firing_and_a_silent_promtool_case() -> None:
     assert not missing, "\n".join(missing)
 
 
-def _exporter_metric_names() -> set[str]:
-    conf = UptimeConfig.model_validate(
-        {
-            "targets": [
-                {"name": "a", "http": {"url": "https://x.example/"}},
-                {"name": "b", "tcp": {"address": "x:1"}},
-            ]
-        }
-    )
-    states = {t.name: TargetState(t) for t in plan(conf)}
-    full = ProbeResult(
-        success=False,
-        reason="status",
-        status_code=500,
-        phases=dict.fromkeys(PHASES, 0.1),
-        tls_not_after=1e9,
-        security_headers=dict.fromkeys(
-            (
-                "strict_transport_security",
-                "content_security_policy",
-                "x_content_type_options",
-                "frame_options",
-            ),
-            True,
-        ),
-        hsts_max_age=1.0,
-        finished_at=1e9,
-    )
-    for s in states.values():
-        s.last = full
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        UptimeCollector(states, ProberStats(), ExporterMeta("v", "r", 1, 1, True), 1.0, now=1e9)
-    )
-    return {sample.name for fam in registry.collect() for sample in fam.samples}
-
-
-_STRIP = [
-    r'"[^"]*"',  # strings
-    r"\{[^}]*\}",  # matchers
-    r"\[[^\]]*\]",  # ranges
-    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)",  # label lists
-]
-_KEYWORDS = {
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-}
-
-
-def metric_names(expr: str) -> set[str]:
-    for pattern in _STRIP:
-        expr = re.sub(pattern, " ", expr)
-    names = set()
-    for m in re.finditer(r"(?<![\w.])([a-zA-Z_][a-zA-Z0-9_:]*)\b(?!\s*\()", expr):
-        if m.group(1) not in _KEYWORDS:
-            names.add(m.group(1))
-    return names
-
-
-def _recorder_metric_names() -> set[str]:
-    from datetime import UTC, datetime
-
-    from recorder.app import Metrics, StateCollector
-    from recorder.store import LatestDeployment
-
-    class Store:
-        def __init__(self) -> None:
-            self.latest = {
-                "production": LatestDeployment("production", datetime.now(UTC), "abc", "main")
-            }
-            self.pool = None
-
-    registry = CollectorRegistry(auto_describe=False)
-    metrics = Metrics(registry)
-    registry.register(StateCollector(Store(), metrics, lambda: True))  # type: ignore[arg-type]
-    return {sample.name for fam in registry.collect() for sample in fam.samples}
-
-
-def _vercel_metric_names() -> set[str]:
-    """Everything the Vercel exporter serves once each drain and the poller have had data."""
-    import tempfile
-
-    from exporters.vercel.api import VercelApi
-    from exporters.vercel.app import Exporter
-    from exporters.vercel.app import render as render_vercel
-    from exporters.vercel.trace_drain import resources_from_json
-    from tests.fakes.vercel_drains import log_records, otlp_json, speed_insights_records
-    from tests.vercel.helpers import PROJECT_ID, SimClock, load, samples, write_config
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg, secrets = load(write_config(Path(tmp)))
-        clock = SimClock()
-        # Never called: the poller's state is set below, as a refresh would.
-        api = VercelApi(
-            "http://127.0.0.1:9", "unused", team_id=None, timeout=1.0, max_requests_per_minute=1
-        )
-        e = Exporter(cfg, secrets, api=api, clock=clock)
-        d = e.drains
-        d.logs.apply(d.logs.aggregate(log_records(50, PROJECT_ID), 1.0))
-        d.speed_insights.apply(
-            d.speed_insights.aggregate(speed_insights_records(50, PROJECT_ID), 1.0)
-        )
-        d.traces.apply(d.traces.aggregate(resources_from_json(otlp_json(10, PROJECT_ID)), 1.0))
-        for ep in d.endpoints.values():
-            ep.last_received = clock()
-        assert e.tracker is not None
-        ms = int(clock() * 1000)
-        raw = {
-            "dpl_1": {
-                "uid": "dpl_1",
-                "createdAt": ms - 100_000,
-                "buildingAt": ms - 90_000,
-                "ready": ms - 10_000,
-                "readyState": "READY",
-                "target": "production",
-                "meta": {"githubCommitSha": "abc", "githubCommitRef": "main"},
-            }
-        }
-        ps = e.tracker.projects[PROJECT_ID]
-        ps.loaded = True  # counts what it sees, as after the first load
-        e.tracker._apply(ps, raw, 0, clock())
-        e.tracker.refresh_seconds = 0.1
-        text = render_vercel(e).decode()
-        asyncio.run(api.aclose())
-    return {name for (name, _) in samples(text)}
-
-
 def test_every_metric_a_rule_reads_is_produced() -> None:
     rules = generated_rules()
-    produced = (
-        _exporter_metric_names()
-        | _recorder_metric_names()
-        | _vercel_metric_names()
-        | {r["record"] for r in rules if "record" in r}
-        | EXTERNAL
-    )
+    known = produced()
     unknown = {}
     for rule in rules:
         # The expression, and the PromQL that annotations run through `query` (in backticks).
@@ -347,7 +198,7 @@ def test_every_metric_a_rule_reads_is_produced() -> None:
         for text in (rule.get("annotations") or {}).values():
             exprs += re.findall(r"query\s+`([^`]*)`", str(text))
         for expr in exprs:
-            for name in metric_names(expr) - produced:
+            for name in metric_names(expr) - known:
                 unknown.setdefault(name, rule.get("alert") or rule.get("record"))
     assert not unknown, f"rules read series nothing produces: {unknown}"
 

@@ -1,0 +1,3 @@
+from dashboards.build import main
+
+raise SystemExit(main())

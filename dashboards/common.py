@@ -1,0 +1,37 @@
+"""Variables and values every dashboard shares, read from the same config as the rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alert_rules.build import load_config
+from dashboards.lib import Var
+
+RULES: dict[str, Any] = load_config()
+SLO_TARGET: float = float(RULES["slo"]["availability_target"])
+BUDGET: float = 1 - SLO_TARGET
+SLO_WINDOWS: list[str] = list(RULES["slo"]["windows"])
+PAGE_BURN: float = float(RULES["slo"]["page"][0]["factor"])
+TICKET_BURN: float = float(RULES["slo"]["ticket"][0]["factor"])
+V = RULES["vercel"]
+U = RULES["uptime"]
+
+ENVIRONMENT = Var(
+    "environment",
+    "Environment",
+    "production,preview",
+    kind="custom",
+    include_all=False,
+    multi=False,
+    default="production",
+)
+PROJECT = Var("project", "Vercel project", "label_values(vercel_requests_total, project)")
+VERCEL_REGION = Var(
+    "vercel_region",
+    "Vercel region",
+    'label_values(vercel_requests_total{project=~"$project"}, region)',
+)
+PROBE_REGION = Var("region", "Probe region", "label_values(uptime_probe_success, region)")
+TARGET = Var("target", "Target", "label_values(uptime_target_info, target)")
+
+TAGS = ["wsinfra"]
