@@ -15,9 +15,15 @@ DEMO_RECORDER_TOKEN = "demo-recorder-token"  # noqa: S105 - demo-only, opens not
 
 
 def demo_uptime_config(
-    base_url: str, *, interval: str = "5s", timeout: str = "4500ms"
+    base_url: str,
+    *,
+    interval: str = "5s",
+    timeout: str = "4500ms",
+    https_url: str | None = None,
 ) -> dict[str, Any]:
-    """Targets on the stand-in platform: pages, an API health check, a redirect, a TCP port."""
+    """Targets on the stand-in platform: pages, an API health check, a redirect, a TCP port,
+    and with `https_url` the home page over HTTPS (a self-signed certificate, so not verified;
+    its expiry and headers are measured all the same)."""
     base = base_url.rstrip("/")
     host_port = base.split("://", 1)[1]
     return {
@@ -45,6 +51,17 @@ def demo_uptime_config(
             },
             {"name": "web-legacy-redirect", "service": "web", "http": {"url": f"{base}/old-home"}},
             {"name": "web-tcp", "service": "web", "tcp": {"address": host_port}},
+            *(
+                [
+                    {
+                        "name": "web-https",
+                        "service": "web",
+                        "http": {"url": f"{https_url.rstrip('/')}/", "tls_verify": False},
+                    }
+                ]
+                if https_url
+                else []
+            ),
         ],
     }
 
@@ -95,12 +112,34 @@ def write_demo_vercel_secrets(secrets_dir: Path) -> None:
             path.chmod(0o600)
 
 
+def ensure_demo_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, valid 90 days like Let's Encrypt's, made once."""
+    import subprocess
+
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if not cert.exists() or not key.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                "-keyout", str(key), "-out", str(cert), "-days", "90",
+                "-subj", "/CN=wsinfra-demo", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        key.chmod(0o600)
+    return cert, key
+
+
 def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "slack_webhook_url": f"{sink_url.rstrip('/')}/services/{DEMO_SLACK_PATH}",
         "pagerduty_routing_key": DEMO_PAGER_KEY,
         "recorder_token": DEMO_RECORDER_TOKEN,
+        # The demo Vercel sends deployment webhooks to the recorder, signed with this.
+        "vercel_webhook_secret": "demo-vercel-webhook-secret",
     }
     for name, value in files.items():
         path = secrets_dir / name

@@ -54,6 +54,7 @@ PORTS = {
     "uptime": _port("UPTIME", 19701),
     "platform": _port("PLATFORM", 19780),
     "platform-control": _port("PLATFORM_CONTROL", 19781),
+    "platform-tls": _port("PLATFORM_TLS", 19782),
     "sink": _port("SINK", 19790),
     "recorder": _port("RECORDER", 19700),
     "vercel": _port("VERCEL", 19703),
@@ -80,6 +81,7 @@ def isolated_env(base: Path) -> tuple[dict[str, str], dict[str, int]]:
         "UPTIME_EU_WEST",
         "PLATFORM",
         "PLATFORM_CONTROL",
+        "PLATFORM_TLS",
         "SINK",
         "RECORDER",
         "VERCEL",
@@ -120,7 +122,10 @@ def prepare() -> list[Proc]:
         secrets = RUN / "demo" / "secrets"
         demo.write_demo_secrets(secrets, _url("sink"))
         uptime_cfg = cfg / "uptime.yaml"
-        targets = demo.demo_uptime_config(_url("platform"))
+        targets = demo.demo_uptime_config(
+            _url("platform"), https_url=f"https://{HOST}:{PORTS['platform-tls']}"
+        )
+        tls_cert, tls_key = demo.ensure_demo_certificate(RUN / "demo" / "tls")
         only = os.environ.get("WSINFRA_DEMO_TARGETS")
         if only:
             # Benchmarks probe exactly what their baseline probes.
@@ -137,6 +142,12 @@ def prepare() -> list[Proc]:
                     f"{HOST}:{PORTS['platform']}",
                     "--control",
                     f"{HOST}:{PORTS['platform-control']}",
+                    "--tls-listen",
+                    f"{HOST}:{PORTS['platform-tls']}",
+                    "--tls-cert",
+                    str(tls_cert),
+                    "--tls-key",
+                    str(tls_key),
                 ),
                 _url("platform-control", "/mode"),
                 _url("platform") + "  (DEMO stand-in platform)",
@@ -179,6 +190,8 @@ def prepare() -> list[Proc]:
                     _url("vercel"),
                     "--platform-control",
                     f"{HOST}:{PORTS['platform-control']}",
+                    "--recorder",
+                    _url("recorder"),
                 ),
                 _url("vercel-api", "/-/healthy"),
                 _url("vercel-api") + "  (DEMO Vercel API and drain feed)",

@@ -80,7 +80,7 @@ DASHBOARD = Dashboard(
             "s",
             [
                 Prom(
-                    f"histogram_quantile({q}, sum by (le, target) (rate(vercel_deployment_build_duration_seconds_bucket{{{P}}}[6h])))",
+                    f"histogram_quantile({q}, sum by (le, target) (increase(vercel_deployment_build_duration_seconds_bucket{{{P}}}[6h])))",
                     f"{{{{target}}}} p{int(q * 100)}",
                 )
                 for q in (0.5, 0.9)

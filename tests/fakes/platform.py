@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import ssl
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -76,11 +77,18 @@ def make_public_app(state: PlatformState) -> web.Application:
 class Platform:
     """Owns the public listener so that `down` can close the port and `ok` reopen it."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: tuple[str, int, ssl.SSLContext] | None = None,
+    ) -> None:
         self.host, self.port = host, port
+        self.tls = tls  # the same pages over HTTPS (a self-signed certificate in the demo)
         self.state = PlatformState()
         self._runner = web.AppRunner(make_public_app(self.state), access_log=None)
         self._site: web.TCPSite | None = None
+        self._tls_site: web.TCPSite | None = None
 
     async def start(self) -> None:
         await self._runner.setup()
@@ -90,11 +98,18 @@ class Platform:
         if self._site is None:
             self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
             await self._site.start()
+        if self.tls is not None and self._tls_site is None:
+            host, port, ctx = self.tls
+            self._tls_site = web.TCPSite(
+                self._runner, host, port, ssl_context=ctx, reuse_address=True
+            )
+            await self._tls_site.start()
 
     async def _close(self) -> None:
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
+        for site in (self._site, self._tls_site):
+            if site is not None:
+                await site.stop()
+        self._site = self._tls_site = None
 
     async def set_mode(self, mode: str, delay: float = 0.0) -> None:
         if mode not in MODES:
@@ -128,8 +143,18 @@ class Platform:
         return app
 
 
-async def _serve(listen: tuple[str, int], control: tuple[str, int]) -> None:
-    platform = Platform(*listen)
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def _serve(
+    listen: tuple[str, int],
+    control: tuple[str, int],
+    tls: tuple[str, int, ssl.SSLContext] | None = None,
+) -> None:
+    platform = Platform(*listen, tls=tls)
     await platform.start()
     runner = web.AppRunner(platform.control_app(), access_log=None)
     await runner.setup()
@@ -168,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve")
     s.add_argument("--listen", default="127.0.0.1:9780")
     s.add_argument("--control", default="127.0.0.1:9781")
+    s.add_argument(
+        "--tls-listen", help="also serve the pages over HTTPS here (needs --tls-cert/--tls-key)"
+    )
+    s.add_argument("--tls-cert")
+    s.add_argument("--tls-key")
     m = sub.add_parser("set")
     m.add_argument("mode", choices=MODES)
     m.add_argument("--delay", type=float, default=4.0, help="seconds, for slow")
@@ -175,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "serve":
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(_addr(args.listen), _addr(args.control)))
+            tls = None
+            if args.tls_listen:
+                tls = (*_addr(args.tls_listen), tls_context(args.tls_cert, args.tls_key))
+            asyncio.run(_serve(_addr(args.listen), _addr(args.control), tls))
         return 0
     print(json.dumps(set_mode(args.control, args.mode, args.delay)))
     return 0

@@ -1,0 +1,97 @@
+"""The DEMO local stack on free ports, for end-to-end tests: start, query, read, stop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from compose.database import drop_database
+from compose.stack import isolated_env
+from tests.conftest import ROOT, binary
+
+T = TypeVar("T")
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read())
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
+    started = time.monotonic()
+    deadline = started + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except OSError as exc:
+            last_exc = exc
+            value = None
+        if value:
+            print(f"{what}: {time.monotonic() - started:.1f}s")
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} ({last_exc})")
+
+
+class Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.run_dir = tmp / "run"
+        self.env, self.ports = isolated_env(tmp)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "compose.stack", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        doc = get_json(
+            self.url("PROMETHEUS", "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+        )
+        assert doc["status"] == "success", doc
+        return list(doc["data"]["result"])
+
+    def messages(self) -> dict[str, list[dict[str, Any]]]:
+        return dict(get_json(self.url("SINK", "/api/messages")))
+
+    def logs(self) -> str:
+        out = []
+        for log in sorted((self.run_dir / "logs").glob("*.log")):
+            out.append(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}")
+        return "\n".join(out)
+
+
+def running_stack(tmp_path: Path) -> Iterator[Stack]:
+    binary("prometheus")
+    binary("prometheus-alertmanager", "alertmanager")
+    binary("amtool")
+    binary("promtool")
+    s = Stack(tmp_path)
+    res = s.cli("up")
+    assert res.returncode == 0, res.stdout + res.stderr + s.logs()
+    assert "DEMO" in res.stdout
+    for name in ("PROMETHEUS", "ALERTMANAGER", "SINK", "UPTIME_US_EAST"):
+        assert f":{s.ports[name]}" in res.stdout, f"up does not print where {name} listens"
+    try:
+        yield s
+    finally:
+        down = s.cli("down")
+        drop_database(s.env["WSINFRA_RECORDER_DB"], None)
+        assert down.returncode == 0, down.stderr
+        assert s.cli("status").returncode == 3, "processes survived `down`"

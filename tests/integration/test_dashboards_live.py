@@ -1,0 +1,143 @@
+"""Every dashboard query against real data: the DEMO stack runs (exporters scraped by the real
+Prometheus, rules evaluated, the recorder filled by Alertmanager and the demo's deployment
+webhooks); each panel's PromQL, with its variables substituted, must return series, and each
+SQL query must return rows from the recorder's database."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from compose.database import admin_conninfo
+from dashboards.build import GENERATED
+from tests.integration.stack import Stack, running_stack, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+VARS = {
+    "environment": "production",
+    "project": ".*",
+    "vercel_region": ".*",
+    "region": ".*",
+    "target": ".*",
+    "__rate_interval": "1m",
+    "__range": "1h",
+    "__interval": "15s",
+}
+DEMO_TARGETS = 6
+# Panels listing one row per uptime target: (dashboard, panel title).
+PER_TARGET = {
+    ("wsinfra-uptime", "Targets now"),
+    ("wsinfra-overview", "Uptime over 30 days, per target"),
+    ("wsinfra-slo", "SLA report: uptime targets, last 30 days"),
+}
+
+
+def promql(expr: str) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: VARS[m.group(1)], expr)
+
+
+def sql(text: str) -> str:
+    text = re.sub(
+        r"\$__timeFilter\((\w+)\)", r"\1 BETWEEN now() - interval '7 days' AND now()", text
+    )
+    text = text.replace("$__timeFrom()", "(now() - interval '7 days')").replace(
+        "$__timeTo()", "now()"
+    )
+    return re.sub(r"\$__timeGroupAlias\((\w+), '1d'\)", r"date_trunc('day', \1) AS time", text)
+
+
+def queries(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for p in doc["panels"]:
+        for t in p.get("targets", []):
+            yield p["title"], t
+    for a in doc["annotations"]["list"]:
+        if "expr" in a:
+            yield f"annotation {a['name']}", {"expr": a["expr"]}
+        if "rawSql" in a:
+            yield f"annotation {a['name']}", {"rawSql": a["rawSql"]}
+    for v in doc["templating"]["list"]:
+        if v["type"] == "query":
+            m = re.match(r"label_values\((.*), (\w+)\)$", v["query"]["query"])
+            assert m, v
+            yield f"variable {v['name']}", {"expr": f"count by ({m.group(2)}) ({m.group(1)})"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from running_stack(tmp_path_factory.mktemp("dash"))
+
+
+def test_every_panel_query_returns_data(stack: Stack) -> None:
+    dsn = make_conninfo(admin_conninfo(), dbname=stack.env["WSINFRA_RECORDER_DB"])
+    # The slowest producers: 1m rule groups (30-day SLO, Web Vitals), the first API refresh,
+    # the replayed deployment webhooks, and a firing alert recorded (the Watchdog is info).
+    wait_for(
+        "slow rule groups, deployments and Web Vitals",
+        lambda: (
+            stack.query("project:vercel_error_budget_remaining:ratio30d")
+            and stack.query("target:uptime_error_budget_remaining:ratio30d")
+            and stack.query("project:vercel_web_vital_cls:p75_rate30m")
+            and stack.query("project_region:vercel_cache_hits:ratio_rate30m")
+            and stack.query("vercel_production_deployment_info")
+            and len(stack.query("uptime_probe_success")) == 2 * DEMO_TARGETS
+        ),
+        timeout=150,
+        every=2,
+    )
+    with psycopg.connect(dsn) as conn:
+        wait_for(
+            "deployments in the recorder",
+            lambda: conn.execute("SELECT count(*) FROM deployment_history").fetchone()[0] > 10,  # type: ignore[index]
+            timeout=60,
+        )
+        # A critical alert resolved, as the deployments dashboard's time-to-restore reads them.
+        conn.execute(
+            "INSERT INTO infrastructure_alerts (alert_id, alert_type, severity, service_name, alert_title,"
+            " alert_description, triggered_at, resolved_at) VALUES ('test-restore', 'UptimeTargetDown',"
+            " 'critical', 'web', 'down', 'down', now() - interval '1 hour', now() - interval '50 minutes')"
+        )
+        conn.commit()
+        empty: list[str] = []
+        incident_queries: list[tuple[str, str]] = []
+        checked = 0
+        for path in sorted(GENERATED.glob("*.json")):
+            doc = json.loads(path.read_text())
+            for title, target in queries(doc):
+                where = f"{doc['uid']}: {title}"
+                if "rawSql" in target:
+                    rows = conn.execute(sql(target["rawSql"])).fetchall()
+                    if not rows:
+                        empty.append(f"{where}: no rows")
+                elif "ALERTS{" in target["expr"] and "severity=~" in target["expr"]:
+                    incident_queries.append((where, target["expr"]))
+                else:
+                    series = stack.query(promql(target["expr"]))
+                    if not series:
+                        empty.append(f"{where}: no series for {promql(target['expr'])}")
+                    elif (doc["uid"], title) in PER_TARGET and len(series) != DEMO_TARGETS:
+                        empty.append(
+                            f"{where}: {len(series)} rows, want one per target ({DEMO_TARGETS})"
+                        )
+                checked += 1
+    assert checked > 60
+    assert not empty, "\n".join(empty)
+    # The alert annotations show incidents: a healthy demo has none, so make one.
+    assert incident_queries
+    assert stack.cli("fault", "down").returncode == 0
+    try:
+        wait_for(
+            "a critical alert firing",
+            lambda: stack.query('ALERTS{alertstate="firing", severity="critical"}'),
+            timeout=90,
+        )
+        for where, expr in incident_queries:
+            assert stack.query(promql(expr)), f"{where}: no series during an outage"
+    finally:
+        assert stack.cli("fault", "ok").returncode == 0
