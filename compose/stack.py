@@ -378,8 +378,27 @@ def up() -> int:
             "  ./wsinfra fault slow    # 3.5 s responses: UptimeResponseTimeHigh after ~5 min (spec: 5-minute average)\n"
             "  ./wsinfra fault ok      # recover: the RESOLVED message follows within ~30 s"
         )
+    print("\n" + grafana_hint())
     print(f"\nLogs: {RUN / 'logs'}/   Stop: ./wsinfra down")
     return 0
+
+
+def grafana_hint() -> str:
+    """Where the dashboards are: the local stack runs no Grafana (Debian does not package it)."""
+    import shutil
+
+    found = shutil.which("grafana-server") or shutil.which("grafana")
+    where = (
+        f"Grafana is installed ({found}) but not started by this stack: provision it with "
+        "compose/grafana/provisioning/ (datasources) and dashboards/generated/ (dashboards)."
+        if found
+        else "Grafana: not installed here, so the dashboards (dashboards/generated/*.json) are not served."
+    )
+    return (
+        where
+        + "\nTo see them with Docker:  docker compose -f compose/compose.yaml --profile demo up -d"
+        " --build  → http://127.0.0.1:13000/ (user admin, password in compose/secrets/grafana_admin_password)"
+    )
 
 
 def _print_addresses() -> None:

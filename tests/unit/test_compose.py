@@ -143,3 +143,31 @@ def test_compose_vercel_config_is_valid_and_its_secrets_are_provided() -> None:
     assert cfg.api.base_url == "http://vercel-api:9783"
     assert cfg.api.state_file is not None
     assert any(str(cfg.api.state_file.parent) in v for v in DOC["services"]["vercel"]["volumes"])
+
+
+def test_grafana_provisions_every_dashboard_and_the_datasources_they_ask_for() -> None:
+    import json
+
+    svc = DOC["services"]["grafana"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in svc["volumes"] if v.startswith("."))
+    assert mounts["../dashboards/generated"] == "/var/lib/grafana/dashboards/wsinfra"
+    provider = yaml.safe_load(
+        (COMPOSE / "grafana" / "provisioning" / "dashboards" / "wsinfra.yaml").read_text()
+    )
+    assert provider["providers"][0]["options"]["path"] == mounts["../dashboards/generated"]
+    sources = yaml.safe_load(
+        (COMPOSE / "grafana" / "provisioning" / "datasources" / "wsinfra.yaml").read_text()
+    )["datasources"]
+    types = {d["type"] for d in sources}
+    asked = set()
+    for path in (ROOT / "dashboards" / "generated").glob("*.json"):
+        doc = json.loads(path.read_text())
+        asked |= {v["query"] for v in doc["templating"]["list"] if v["type"] == "datasource"}
+    assert asked <= types, asked - types
+    assert "alertmanager" in types
+    # Secrets by file only; the file it names is mounted.
+    pg = next(d for d in sources if d["type"] == "grafana-postgresql-datasource")
+    assert pg["secureJsonData"]["password"] == "$__file{/run/secrets/postgres_password}"
+    assert "postgres_password" in svc["secrets"]
+    home = svc["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "dashboards" / "generated" / Path(home).name).is_file()
