@@ -86,6 +86,7 @@ def running_stack(tmp_path: Path) -> Iterator[Stack]:
     res = s.cli("up")
     assert res.returncode == 0, res.stdout + res.stderr + s.logs()
     assert "DEMO" in res.stdout
+    assert "dashboards/generated" in res.stdout, "up says where the dashboards are"
     for name in ("PROMETHEUS", "ALERTMANAGER", "SINK", "UPTIME_US_EAST"):
         assert f":{s.ports[name]}" in res.stdout, f"up does not print where {name} listens"
     try:
