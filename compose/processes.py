@@ -61,6 +61,8 @@ def prometheus_argv(config: Path, port: int, data_dir: Path) -> list[str]:
         f"--web.listen-address=127.0.0.1:{port}",
         f"--web.external-url=http://127.0.0.1:{port}/",
         f"--storage.tsdb.path={data_dir}",
+        # 30-day SLO windows need 30 days of data; Prometheus's default keeps 15.
+        "--storage.tsdb.retention.time=45d",
         "--web.enable-lifecycle",
     ]
 

@@ -112,6 +112,9 @@ def _finish(
         }
     )
     doc["description"] = description
+    # grafanalib's 100 points would make a 30-day panel's $__rate_interval 7 hours; without
+    # it Grafana uses the panel's width in pixels, as for a panel made in the UI.
+    doc.pop("maxDataPoints", None)
     defaults = doc.setdefault("fieldConfig", {}).setdefault("defaults", {})
     defaults["unit"] = unit
     defaults["thresholds"] = _steps(thresholds)
