@@ -7,7 +7,8 @@
    uptime targets probed from `--regions` regions (probe and failure counters, durations), one
    Vercel project in four regions (request counters by status/cache/path type, request-duration
    histograms), and the recorded series the overview reads, generated from the same model at
-   their groups' intervals (30 s, 1 m) as Prometheus would have recorded them.
+   their rule groups' intervals (read from alert_rules/generated), as Prometheus would have
+   recorded them.
 2. A real Prometheus opens the blocks (after compaction settles).
 3. Every query of wsinfra-overview is run as Grafana runs it for a 30-day range: range queries
    with a step of range/1000 (a panel ~1000 px wide) and `$__rate_interval` = step + scrape
@@ -37,8 +38,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from compose.processes import free_port, prometheus_argv, promtool_binary, spawn, stop, wait_ready
 from dashboards.build import GENERATED
+from exporters.common.durations import parse_duration
+from tests.conftest import ROOT
 
 BLOCK = 7200
 VERCEL_REGIONS = ("iad1", "fra1", "cdg1", "sfo1")
@@ -52,6 +57,8 @@ RAW = {
     "project:vercel_request_errors:ratio_rate30d": '(sum by (project) (increase(vercel_requests_total{environment="production",status_class=~"5xx|none"}[30d])) / sum by (project) (increase(vercel_requests_total{environment="production"}[30d])))',
     "target:uptime_probe_errors:ratio_rate30d": "min by (target) (sum without (instance) (increase(uptime_probe_failures_total[30d])) / sum without (instance) (increase(uptime_probes_total[30d])))",
     "target:uptime_error_budget_remaining:ratio30d": "(1 - min by (target) (sum without (instance) (increase(uptime_probe_failures_total[30d])) / sum without (instance) (increase(uptime_probes_total[30d]))) / 0.001)",
+    "region:uptime_probe_duration_seconds:avg": "avg by (region) (uptime_probe_duration_seconds)",
+    "project_status:vercel_requests:rate5m": "sum by (project, environment, status_class) (rate(vercel_requests_total[5m]))",
 }
 for q in (50, 95, 99):
     RAW[f"project_kind:vercel_request_duration_seconds:p{q}_rate5m"] = (
@@ -80,7 +87,7 @@ def raw_expr(expr: str) -> str:
             return f"{metric}{{{', '.join(parts)}}}"
 
         return re.sub(
-            r"\b(vercel_requests_total|vercel_request_duration_seconds_bucket|uptime_probe_failures_total|uptime_probes_total)(\{[^}]*\})?",
+            r"\b(vercel_requests_total|vercel_request_duration_seconds_bucket|uptime_probe_failures_total|uptime_probes_total|uptime_probe_duration_seconds)(\{[^}]*\})?",
             add,
             base,
         )
@@ -238,6 +245,26 @@ def fleet(targets: int, regions: int, interval: float) -> tuple[list[Series], li
                     noise=0.1,
                 )
             )
+    for r in range(regions):
+        recorded.append(
+            Series(
+                f'region:uptime_probe_duration_seconds:avg{{region="region-{r}"}}',
+                "gauge",
+                0,
+                base=0.2 + 0.05 * r,
+                noise=0.02,
+            )
+        )
+    for status, share in (("2xx", 0.985), ("4xx", 0.01), ("5xx", 0.005)):
+        recorded.append(
+            Series(
+                f'project_status:vercel_requests:rate5m{{environment="production",project="web",status_class="{status}"}}',
+                "gauge",
+                0,
+                base=4 * rps * share,
+                noise=4 * rps * share / 20,
+            )
+        )
     slow = [
         Series(
             'project:vercel_request_errors:ratio_rate30d{project="web"}',
@@ -267,9 +294,19 @@ def fleet(targets: int, regions: int, interval: float) -> tuple[list[Series], li
                 noise=0.01,
             )
         )
-    for s in slow:
-        s.kind = "slow-gauge"
     return raw, recorded + slow
+
+
+def rule_intervals() -> dict[str, float]:
+    """Recorded series -> how often its group evaluates (as Prometheus would have written it)."""
+    cfg = yaml.safe_load((ROOT / "alert_rules" / "config.yaml").read_text())
+    default = parse_duration(cfg["evaluation_interval"])
+    out = {}
+    for path in (ROOT / "alert_rules" / "generated").glob("*.rules.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            every = parse_duration(group["interval"]) if "interval" in group else default
+            out.update({r["record"]: every for r in group["rules"] if "record" in r})
+    return out
 
 
 def write_block(path: Path, start: int, interval: float, series: list[tuple[Series, float]]) -> int:
@@ -291,8 +328,9 @@ def write_block(path: Path, start: int, interval: float, series: list[tuple[Seri
 
 def backfill(data: Path, work: Path, args: argparse.Namespace) -> tuple[int, float, float, int]:
     raw, recorded = fleet(args.targets, args.regions, args.interval)
+    every = rule_intervals()
     plan = [(s, args.interval) for s in raw] + [
-        (s, 60.0 if s.kind == "slow-gauge" else 30.0) for s in recorded
+        (s, every[s.prefix.split("{")[0]]) for s in recorded
     ]
     end = int(time.time()) // BLOCK * BLOCK
     start = end - args.days * 86400

@@ -154,7 +154,7 @@ DASHBOARD = Dashboard(
             "s",
             [
                 Prom(
-                    'avg by (region) (uptime_probe_duration_seconds{region=~"$region"})',
+                    'region:uptime_probe_duration_seconds:avg{region=~"$region"}',
                     "{{region}}",
                 )
             ],
@@ -190,7 +190,7 @@ DASHBOARD = Dashboard(
             "reqps",
             [
                 Prom(
-                    f"sum by (status_class) (rate(vercel_requests_total{{{ENV}}}[$__rate_interval]))",
+                    f"sum by (status_class) (project_status:vercel_requests:rate5m{{{ENV}}})",
                     "{{status_class}}",
                 )
             ],
