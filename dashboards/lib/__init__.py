@@ -17,7 +17,6 @@ from dashboards.lib.core import (
     runbook,
     stat,
     table,
-    text,
     timeseries,
 )
 
@@ -32,6 +31,5 @@ __all__ = [
     "runbook",
     "stat",
     "table",
-    "text",
     "timeseries",
 ]

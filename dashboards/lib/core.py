@@ -42,8 +42,6 @@ class Panel:
     w: int
     h: int
     queries: list[Query]
-    # Rows that must come back per series for a table/stat that lists targets, etc.
-    kind: str = ""
     new_row: str | None = None  # start a new row with this title before the panel
 
 
@@ -171,7 +169,7 @@ def timeseries(
         minimum=minimum,
         maximum=maximum,
     )
-    return Panel(doc, w, h, queries, "timeseries", new_row)
+    return Panel(doc, w, h, queries, new_row)
 
 
 def stat(
@@ -205,7 +203,7 @@ def stat(
         doc["fieldConfig"]["defaults"]["mappings"] = mappings
     if decimals is not None:
         doc["fieldConfig"]["defaults"]["decimals"] = decimals
-    return Panel(doc, w, h, queries, "stat", new_row)
+    return Panel(doc, w, h, queries, new_row)
 
 
 def table(
@@ -243,16 +241,7 @@ def table(
     doc["fieldConfig"]["defaults"]["custom"] = {
         "cellOptions": {"type": "color-text"} if thresholds else {"type": "auto"}
     }
-    return Panel(doc, w, h, queries, "table", new_row)
-
-
-def text(title: str, content: str, *, w: int = 24, h: int = 3) -> Panel:
-    doc = json.loads(
-        json.dumps(g.Text(title=title, content=content).to_json_data(), cls=DashboardEncoder)
-    )
-    doc = {k: v for k, v in doc.items() if v is not None}
-    doc["description"] = content
-    return Panel(doc, w, h, [], "text")
+    return Panel(doc, w, h, queries, new_row)
 
 
 @dataclass(frozen=True)
