@@ -42,28 +42,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     wanted = {r.name: r.text for r in rendered}
+    return sync_dir(
+        args.out,
+        "*.yml",
+        wanted,
+        check=args.check,
+        what="rule files",
+        rebuild="python -m alert_rules build",
+    )
+
+
+def sync_dir(
+    out: Path, pattern: str, wanted: dict[str, str], *, check: bool, what: str, rebuild: str
+) -> int:
+    """Make `out` hold exactly `wanted` (file name → text) among files matching `pattern`.
+
+    With `check`, write nothing and return 1 if anything differs (CI's "generated files are
+    current"); otherwise write, delete what is no longer generated, and return 0.
+    """
     existing = (
-        {p.name: p.read_text(encoding="utf-8") for p in args.out.glob("*.yml")}
-        if args.out.exists()
-        else {}
+        {p.name: p.read_text(encoding="utf-8") for p in out.glob(pattern)} if out.exists() else {}
     )
     stale = sorted(n for n in wanted.keys() | existing.keys() if wanted.get(n) != existing.get(n))
-    if args.check:
+    if check:
         if stale:
-            print(
-                f"stale generated rules in {args.out}: {', '.join(stale)}; run `python -m alert_rules build`",
-                file=sys.stderr,
-            )
+            print(f"stale {what} in {out}: {', '.join(stale)}; run `{rebuild}`", file=sys.stderr)
             return 1
-        print(f"{args.out}: {len(wanted)} rule files up to date")
+        print(f"{out}: {len(wanted)} {what} up to date")
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for name in existing.keys() - wanted.keys():
-        (args.out / name).unlink()
+        (out / name).unlink()
     for name, text in wanted.items():
-        (args.out / name).write_text(text, encoding="utf-8")
+        (out / name).write_text(text, encoding="utf-8")
     print(
-        f"{args.out}: wrote {len(wanted)} rule files"
-        + (f" ({', '.join(stale)} changed)" if stale else "")
+        f"{out}: wrote {len(wanted)} {what}" + (f" ({', '.join(stale)} changed)" if stale else "")
     )
     return 0

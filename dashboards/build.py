@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from alert_rules.build import sync_dir
 from dashboards import deployments, overview, slo, uptime, vercel
 
 HERE = Path(__file__).resolve().parent
@@ -32,29 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--out", type=Path, default=GENERATED)
     args = ap.parse_args(argv)
-    wanted = render()
-    existing = (
-        {p.name: p.read_text(encoding="utf-8") for p in args.out.glob("*.json")}
-        if args.out.exists()
-        else {}
+    return sync_dir(
+        args.out,
+        "*.json",
+        render(),
+        check=args.check,
+        what="dashboards",
+        rebuild="python -m dashboards build",
     )
-    stale = sorted(n for n in wanted.keys() | existing.keys() if wanted.get(n) != existing.get(n))
-    if args.check:
-        if stale:
-            print(
-                f"stale dashboards in {args.out}: {', '.join(stale)}; run `python -m dashboards build`",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{args.out}: {len(wanted)} dashboards up to date")
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in existing.keys() - wanted.keys():
-        (args.out / name).unlink()
-    for name, text in wanted.items():
-        (args.out / name).write_text(text, encoding="utf-8")
-    print(
-        f"{args.out}: wrote {len(wanted)} dashboards"
-        + (f" ({', '.join(stale)} changed)" if stale else "")
-    )
-    return 0

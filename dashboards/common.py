@@ -35,3 +35,18 @@ PROBE_REGION = Var("region", "Probe region", "label_values(uptime_probe_success,
 TARGET = Var("target", "Target", "label_values(uptime_target_info, target)")
 
 TAGS = ["wsinfra"]
+
+# Threshold steps shared by every panel that shows the same figure.
+ERROR_STEPS = [
+    (None, "green"),
+    (V["errors"]["warning_ratio"], "orange"),
+    (V["errors"]["critical_ratio"], "red"),
+]
+PAGE_STEPS = [(None, "green"), (V["page_load"]["p95_seconds"], "red")]
+API_STEPS = [(None, "green"), (V["api_latency"]["p50_seconds"], "red")]
+CACHE_STEPS = [(None, "red"), (V["cache"]["min_hit_ratio"], "green")]
+PROBE_TIME_STEPS = [
+    (None, "green"),
+    (U["response_time"]["warning_seconds"], "orange"),
+    (U["response_time"]["critical_seconds"], "red"),
+]

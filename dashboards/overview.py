@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from dashboards.common import BUDGET, ENVIRONMENT, PROBE_REGION, PROJECT, SLO_TARGET, TAGS, U, V
+from dashboards.common import (
+    API_STEPS,
+    BUDGET,
+    CACHE_STEPS,
+    ENVIRONMENT,
+    ERROR_STEPS,
+    PAGE_STEPS,
+    PROBE_REGION,
+    PROBE_TIME_STEPS,
+    PROJECT,
+    SLO_TARGET,
+    TAGS,
+    V,
+)
 from dashboards.lib import Dashboard, Prom, Sql, runbook, stat, table, timeseries
 
 ENV = 'environment="$environment", project=~"$project"'
@@ -69,11 +82,7 @@ DASHBOARD = Dashboard(
                     instant=True,
                 )
             ],
-            thresholds=[
-                (None, "green"),
-                (V["errors"]["warning_ratio"], "orange"),
-                (V["errors"]["critical_ratio"], "red"),
-            ],
+            thresholds=ERROR_STEPS,
             links=[runbook("VercelErrorRateHigh")],
             new_row="Service health",
         ),
@@ -87,7 +96,7 @@ DASHBOARD = Dashboard(
                     instant=True,
                 )
             ],
-            thresholds=[(None, "green"), (V["page_load"]["p95_seconds"], "red")],
+            thresholds=PAGE_STEPS,
             links=[runbook("VercelPageLoadSlow")],
         ),
         stat(
@@ -100,7 +109,7 @@ DASHBOARD = Dashboard(
                     instant=True,
                 )
             ],
-            thresholds=[(None, "green"), (V["api_latency"]["p50_seconds"], "red")],
+            thresholds=API_STEPS,
             links=[runbook("VercelApiLatencyHigh")],
         ),
         stat(
@@ -108,7 +117,7 @@ DASHBOARD = Dashboard(
             f"Cacheable requests (static, prerendered) served from Vercel's cache over 30 minutes (spec: above {V['cache']['min_hit_ratio']:.0%}).",
             "percentunit",
             [Prom(f"min(project_region:vercel_cache_hits:ratio_rate30m{{{ENV}}})", instant=True)],
-            thresholds=[(None, "red"), (V["cache"]["min_hit_ratio"], "green")],
+            thresholds=CACHE_STEPS,
             links=[runbook("VercelCacheHitRatioLow")],
         ),
         table(
@@ -132,7 +141,7 @@ DASHBOARD = Dashboard(
                 )
                 for q in (50, 95, 99)
             ],
-            thresholds=[(None, "green"), (V["page_load"]["p95_seconds"], "red")],
+            thresholds=PAGE_STEPS,
             new_row="Response time",
         ),
         timeseries(
@@ -145,7 +154,7 @@ DASHBOARD = Dashboard(
                     "{{project}} {{region}}",
                 )
             ],
-            thresholds=[(None, "green"), (V["page_load"]["p95_seconds"], "red")],
+            thresholds=PAGE_STEPS,
             links=[runbook("VercelPageLoadSlow")],
         ),
         timeseries(
@@ -158,11 +167,7 @@ DASHBOARD = Dashboard(
                     "{{region}}",
                 )
             ],
-            thresholds=[
-                (None, "green"),
-                (U["response_time"]["warning_seconds"], "orange"),
-                (U["response_time"]["critical_seconds"], "red"),
-            ],
+            thresholds=PROBE_TIME_STEPS,
             links=[runbook("UptimeResponseTimeHigh")],
             w=24,
         ),
@@ -176,11 +181,7 @@ DASHBOARD = Dashboard(
                     "{{project}} {{region}}",
                 )
             ],
-            thresholds=[
-                (None, "green"),
-                (V["errors"]["warning_ratio"], "orange"),
-                (V["errors"]["critical_ratio"], "red"),
-            ],
+            thresholds=ERROR_STEPS,
             links=[runbook("VercelErrorRateHigh")],
             new_row="Errors and traffic",
         ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dashboards.common import PROBE_REGION, TAGS, TARGET, U
+from dashboards.common import PROBE_REGION, PROBE_TIME_STEPS, TAGS, TARGET, U
 from dashboards.lib import Dashboard, Prom, runbook, table, timeseries
 
 SEL = 'target=~"$target", region=~"$region"'
@@ -65,11 +65,7 @@ DASHBOARD = Dashboard(
             "Total probe time, redirects included.",
             "s",
             [Prom(f"uptime_probe_duration_seconds{{{SEL}}}", "{{target}} {{region}}")],
-            thresholds=[
-                (None, "green"),
-                (U["response_time"]["warning_seconds"], "orange"),
-                (U["response_time"]["critical_seconds"], "red"),
-            ],
+            thresholds=PROBE_TIME_STEPS,
             links=[runbook("UptimeResponseTimeHigh")],
         ),
         timeseries(

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from dashboards.common import ENVIRONMENT, PROJECT, TAGS, VERCEL_REGION, V
+from dashboards.common import (
+    CACHE_STEPS,
+    ENVIRONMENT,
+    ERROR_STEPS,
+    PAGE_STEPS,
+    PROJECT,
+    TAGS,
+    VERCEL_REGION,
+)
 from dashboards.lib import Dashboard, Prom, runbook, stat, table, timeseries
 
 SEL = 'environment="$environment", project=~"$project", region=~"$vercel_region"'
@@ -98,7 +106,7 @@ DASHBOARD = Dashboard(
                 )
                 for q in (50, 95, 99)
             ],
-            thresholds=[(None, "green"), (V["page_load"]["p95_seconds"], "red")],
+            thresholds=PAGE_STEPS,
             links=[runbook("VercelPageLoadSlow"), runbook("VercelApiLatencyHigh")],
             w=24,
             new_row="Requests",
@@ -119,11 +127,7 @@ DASHBOARD = Dashboard(
                     "{{project}} {{region}}",
                 )
             ],
-            thresholds=[
-                (None, "green"),
-                (V["errors"]["warning_ratio"], "orange"),
-                (V["errors"]["critical_ratio"], "red"),
-            ],
+            thresholds=ERROR_STEPS,
             links=[runbook("VercelErrorRateHigh")],
         ),
         timeseries(
@@ -136,7 +140,7 @@ DASHBOARD = Dashboard(
                     "{{project}} {{region}}",
                 )
             ],
-            thresholds=[(None, "red"), (V["cache"]["min_hit_ratio"], "green")],
+            thresholds=CACHE_STEPS,
             links=[runbook("VercelCacheHitRatioLow")],
         ),
         timeseries(

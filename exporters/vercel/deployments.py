@@ -356,9 +356,11 @@ class DeploymentTracker:
         """Refresh every project; True if all succeeded."""
         start = time.perf_counter()
         ok = True
+        applied = False
         for pid, ps in self.projects.items():
             try:
                 await self.refresh_project(pid)
+                applied = True
             except ApiError as exc:
                 ok = False
                 if exc.retry_at is not None:
@@ -369,7 +371,9 @@ class DeploymentTracker:
                 )
         self.refresh_seconds = time.perf_counter() - start
         self.refreshes.merge({("success" if ok else "failure",): 1.0})
-        if ok:
+        # A failed project's state is as of its last success, so saving is right for it too;
+        # not saving after a partial success would let a restart count the others' again.
+        if applied:
             self._save_state()
         return ok
 
