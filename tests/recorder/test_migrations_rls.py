@@ -25,7 +25,7 @@ SPEC_TABLES = {
 
 async def test_fresh_apply_then_rerun_is_a_no_op(pg_dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
-        assert await migrate.apply(conn) == [1, 2, 3, 4]
+        assert await migrate.apply(conn) == [1, 2, 3, 4, 5]
         assert await migrate.apply(conn) == []
         assert await migrate.current(conn) == migrate.head()
         cur = await conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -62,7 +62,7 @@ async def test_concurrent_migrators_serialize_on_the_lock(pg_dsn: str) -> None:
             return await migrate.apply(conn)
 
     results = await asyncio.gather(run(), run(), run())
-    assert sorted(results, key=len) == [[], [], [1, 2, 3, 4]]
+    assert sorted(results, key=len) == [[], [], [1, 2, 3, 4, 5]]
 
 
 async def test_an_edited_applied_migration_is_refused(pg_dsn: str, tmp_path: Path) -> None:
@@ -196,3 +196,12 @@ async def test_users_see_their_own_deployments(migrated_dsn: str) -> None:
             )
             == 1
         )
+
+
+async def test_the_compatibility_users_table_records_sign_ins(pg_dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+        await migrate.apply(conn)
+        cur = await conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'auth' AND table_name = 'users'"
+        )
+        assert "last_sign_in_at" in {r[0] for r in await cur.fetchall()}

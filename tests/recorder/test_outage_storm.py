@@ -5,15 +5,9 @@ The recorder answers 503 meanwhile, Alertmanager retries, and every alert ends u
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import json
-import os
-import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,77 +19,16 @@ import pytest
 from alertmanager.runtime import Placement, write_placed
 from compose.processes import ROOT, alertmanager_argv, free_port, spawn, stop, wait_ready
 from tests.conftest import binary
+from tests.pg_cluster import Cluster, throwaway_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "storm-token"
 
 
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or (
-        [shutil.which(name)] if shutil.which(name) else []
-    )
-    if not found:
-        pytest.skip(f"{name} not installed (apt-get install postgresql)")
-    return str(found[-1])
-
-
-class Cluster:
-    """A private PostgreSQL cluster; as root it runs as the postgres user, as initdb requires."""
-
-    def __init__(self, base: Path) -> None:
-        self.dir = base / "pgdata"
-        self.sock = base / "sock"
-        self.port = free_port()
-        self.user: str | None = "postgres" if os.geteuid() == 0 else None
-        self.sock.mkdir()
-        if self.user:
-            pw = pwd.getpwnam(self.user)
-            for p in (base, self.sock):
-                os.chown(p, pw.pw_uid, pw.pw_gid)
-
-    def _run(self, *argv: str) -> None:
-        cmd = list(argv) if self.user is None else ["runuser", "-u", self.user, "--", *argv]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-
-    def init(self) -> None:
-        self._run(
-            _pg_bin("initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres", "--no-sync"
-        )
-
-    def start(self) -> None:
-        opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            _pg_bin("pg_ctl"),
-            "-D",
-            str(self.dir),
-            "-o",
-            opts,
-            "-l",
-            str(self.dir.parent / "pg.log"),
-            "-w",
-            "start",
-        )
-
-    def stop(self) -> None:
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir), "-m", "fast", "-w", "stop")
-
-    def dsn(self, db: str = "postgres") -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={db}"
-
-
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    # Not under pytest's tmp_path: that is private to root, and initdb runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="wsinfra-pg-"))
-    c = Cluster(base)
-    c.init()
-    c.start()
-    try:
+    with throwaway_cluster() as c:
         yield c
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            c.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def post_alerts(am_port: int, alerts: list[dict[str, object]]) -> None:

@@ -1,0 +1,3 @@
+from exporters.supabase.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The Supabase exporter's HTTP side: /metrics runs the SQL collectors of every configured
+database (concurrently, each within its scrape budget), a landing page and health."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import AsyncIterator, Iterable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporters.common.build_info import build_info
+from exporters.supabase.config import SupabaseConfig
+from exporters.supabase.scrape import DatabaseScraper, Outcome, meta
+
+
+class Exporter:
+    def __init__(self, cfg: SupabaseConfig, passwords: dict[str, str]) -> None:
+        self.cfg = cfg
+        self.scrapers = {
+            db.name: DatabaseScraper(db, passwords.get(db.name)) for db in cfg.databases
+        }
+
+    async def scrape(self) -> dict[str, Outcome]:
+        results = await asyncio.gather(*(s.scrape() for s in self.scrapers.values()))
+        return dict(zip(self.scrapers, results, strict=True))
+
+    async def close(self) -> None:
+        for s in self.scrapers.values():
+            await s.close()
+
+
+class _Snapshot(Collector):
+    def __init__(self, outcomes: dict[str, Outcome]) -> None:
+        self.outcomes = outcomes
+
+    def collect(self) -> Iterable[Metric]:
+        ver, rev = build_info()
+        info = InfoMetricFamily("supabase_build", "Version of the wsinfra Supabase exporter.")
+        info.add_metric([], {"version": ver, "revision": rev})
+        yield info
+        # One family per name across databases: the text format forbids repeating a family.
+        families: dict[str, Metric] = {}
+        for project, out in self.outcomes.items():
+            for fam in [*meta(project, out), *out.metrics]:
+                have = families.get(fam.name)
+                if have is None:
+                    families[fam.name] = fam
+                else:
+                    have.samples += fam.samples
+        yield from families.values()
+
+
+def render(outcomes: dict[str, Outcome]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(outcomes))
+    return generate_latest(registry)
+
+
+EXPORTER = web.AppKey("exporter", Exporter)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    outcomes = await request.app[EXPORTER].scrape()
+    body = await asyncio.get_running_loop().run_in_executor(None, render, outcomes)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def index(request: web.Request) -> web.Response:
+    dbs = "".join(f"<li>{html.escape(n)}</li>" for n in request.app[EXPORTER].scrapers)
+    page = (
+        "<html><head><title>wsinfra Supabase exporter</title></head><body>"
+        "<h1>wsinfra Supabase exporter</h1><p><a href='/metrics'>Metrics</a></p>"
+        f"<p>Databases:</p><ul>{dbs}</ul></body></html>"
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+async def healthy(_: web.Request) -> web.Response:
+    return web.Response(text="OK\n")
+
+
+def make_app(exporter: Exporter) -> web.Application:
+    app = web.Application()
+    app[EXPORTER] = exporter
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await app[EXPORTER].close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", index)
+    app.router.add_get("/-/healthy", healthy)
+    # Ready as soon as it serves: a database being down is a metric (supabase_up), not a restart.
+    app.router.add_get("/-/ready", healthy)
+    return app

@@ -1,0 +1,100 @@
+"""The Supabase exporter's config: the databases its SQL collectors read, strictly checked."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from exporters.common.config import read_secret_file
+from exporters.common.durations import Duration
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MissingIndex(_Strict):
+    # A table is a missing-index suspect when it is this large, scanned sequentially this often,
+    # and sequentially more than `ratio` times as often as by index.
+    min_rows: Annotated[int, Field(ge=0)] = 10_000
+    min_seq_scans: Annotated[int, Field(ge=0)] = 50
+    ratio: Annotated[float, Field(gt=0)] = 10.0
+    max_tables: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class Database(_Strict):
+    # The `project` label (a Supabase project ref, or a name for any PostgreSQL).
+    name: str
+    # libpq conninfo without a password ("host=… port=… dbname=… user=…"); a read-only role
+    # with pg_monitor is enough (and pg_read_all_stats for other users' statements).
+    conninfo: str
+    password_file: Path | None = None
+    # Every collector query runs under this timeout; the whole scrape under `scrape_budget`.
+    statement_timeout: Duration = 2.0
+    scrape_budget: Duration = 8.0
+    # Connections this exporter may hold to the database at once.
+    max_connections: Annotated[int, Field(ge=1, le=10)] = 2
+    # pg_stat_statements: this many statements by mean time and by total time get their own
+    # series; the rest are summed as queryid "other".
+    top_statements: Annotated[int, Field(ge=1, le=100)] = 10
+    statement_text_max: Annotated[int, Field(ge=40, le=2000)] = 300
+    missing_index: MissingIndex = Field(default_factory=MissingIndex)
+    # Transactions open longer than this are "long".
+    long_transaction: Duration = 60.0
+    # Counts active users for cost per user. The default reads Supabase's auth.users; set your
+    # own query returning one row (day, month) where users live elsewhere.
+    active_users_query: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} must match {_NAME.pattern}")
+        return value
+
+    @field_validator("conninfo")
+    @classmethod
+    def _conninfo(cls, value: str) -> str:
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            parts = conninfo_to_dict(value)
+        except Exception as exc:  # psycopg.ProgrammingError; message never holds a password
+            raise ValueError(f"not a libpq conninfo: {type(exc).__name__}") from None
+        if "password" in parts:
+            raise ValueError("passwords in conninfo are refused: use password_file")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Database:
+        if self.statement_timeout >= self.scrape_budget:
+            raise ValueError("statement_timeout must be shorter than scrape_budget")
+        return self
+
+
+class SupabaseConfig(_Strict):
+    databases: list[Database]
+
+    @model_validator(mode="after")
+    def _check(self) -> SupabaseConfig:
+        names = [d.name for d in self.databases]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate database names: {', '.join(dupes)}")
+        if not self.databases:
+            raise ValueError("databases: at least one is required")
+        return self
+
+
+def read_secrets(cfg: SupabaseConfig) -> dict[str, str]:
+    """Database name → password, read now so a missing file fails before a port is bound."""
+    out = {}
+    for db in cfg.databases:
+        if db.password_file is not None:
+            out[db.name] = read_secret_file(db.password_file)
+    return out

@@ -1,0 +1,141 @@
+"""One scrape of one database: a pooled read-only connection, every collector in turn, each
+in its own transaction under statement_timeout, the whole under the scrape budget."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from prometheus_client.core import GaugeMetricFamily, Metric
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from exporters.supabase.config import Database
+from exporters.supabase.sql import COLLECTORS
+
+log = logging.getLogger("exporters.supabase.sql")
+
+
+@dataclass(slots=True)
+class Outcome:
+    up: bool
+    metrics: list[Metric] = field(default_factory=list)
+    success: dict[str, bool] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    duration: float = 0.0
+
+
+class DatabaseScraper:
+    def __init__(self, db: Database, password: str | None) -> None:
+        self.db = db
+        kwargs: dict[str, object] = {
+            "connect_timeout": max(1, int(db.statement_timeout)),
+            "application_name": "wsinfra-supabase-exporter",
+        }
+        if password is not None:
+            kwargs["password"] = password
+        self.pool = AsyncConnectionPool(
+            db.conninfo,
+            kwargs=kwargs,
+            min_size=0,
+            max_size=db.max_connections,
+            open=False,
+            configure=self._configure,
+            # A broken connection is found on its next use; the pool then makes a new one.
+            reconnect_timeout=30,
+        )
+        self._opened = False
+
+    @staticmethod
+    async def _configure(conn: psycopg.AsyncConnection[object]) -> None:
+        await conn.set_read_only(True)
+
+    async def close(self) -> None:
+        if self._opened:
+            await self.pool.close()
+
+    async def scrape(self) -> Outcome:
+        if not self._opened:
+            await self.pool.open(wait=False)
+            self._opened = True
+        start = time.perf_counter()
+        out = Outcome(up=False)
+        try:
+            async with asyncio.timeout(self.db.scrape_budget):
+                async with self.pool.connection(timeout=self.db.scrape_budget) as conn:
+                    out.up = True
+                    await self._collect(conn, out)
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            out.errors.setdefault("connect", type(exc).__name__)
+            log.warning(
+                "database unreachable", extra={"project": self.db.name, "error": type(exc).__name__}
+            )
+        except TimeoutError:
+            out.errors.setdefault("budget", "scrape budget exceeded")
+            log.warning(
+                "scrape budget exceeded",
+                extra={"project": self.db.name, "budget": self.db.scrape_budget},
+            )
+        for name in COLLECTORS:
+            out.success.setdefault(name, False)
+        out.duration = time.perf_counter() - start
+        return out
+
+    async def _collect(self, conn: psycopg.AsyncConnection[object], out: Outcome) -> None:
+        timeout_ms = int(self.db.statement_timeout * 1000)
+        for name, collect in COLLECTORS.items():
+            t0 = time.perf_counter()
+            try:
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                    out.metrics += await collect(cur, self.db, self.db.name)
+                out.success[name] = True
+            except psycopg.OperationalError:
+                out.success[name] = False
+                raise  # the connection is gone: the rest would fail the same way
+            except psycopg.Error as exc:
+                # Permission denied, a missing extension or table, a statement timeout: this
+                # collector fails, the others still run.
+                out.success[name] = False
+                out.errors[name] = exc.sqlstate or type(exc).__name__
+                log.warning(
+                    "collector failed",
+                    extra={
+                        "project": self.db.name,
+                        "collector": name,
+                        "sqlstate": exc.sqlstate or "",
+                        "error": type(exc).__name__,
+                    },
+                )
+            out.seconds[name] = time.perf_counter() - t0
+
+
+def meta(project: str, out: Outcome) -> list[Metric]:
+    up = GaugeMetricFamily(
+        "supabase_up", "1 if the database answered this scrape.", labels=["project"]
+    )
+    up.add_metric([project], 1.0 if out.up else 0.0)
+    dur = GaugeMetricFamily(
+        "supabase_sql_scrape_duration_seconds",
+        "How long this scrape's SQL collectors took.",
+        labels=["project"],
+    )
+    dur.add_metric([project], out.duration)
+    ok = GaugeMetricFamily(
+        "supabase_sql_collector_success",
+        "1 if the collector's query succeeded this scrape (0: timeout, permission, missing extension or table).",
+        labels=["project", "collector"],
+    )
+    secs = GaugeMetricFamily(
+        "supabase_sql_collector_duration_seconds",
+        "Time each collector took this scrape.",
+        labels=["project", "collector"],
+    )
+    for name in COLLECTORS:
+        ok.add_metric([project, name], 1.0 if out.success.get(name) else 0.0)
+        if name in out.seconds:
+            secs.add_metric([project, name], out.seconds[name])
+    return [up, dur, ok, secs]

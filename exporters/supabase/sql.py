@@ -1,0 +1,331 @@
+"""SQL collectors: what PostgreSQL says about itself, read on scrape over a read-only connection.
+
+Each collector is one short query in its own read-only transaction under `statement_timeout`;
+one failing (permission denied, a missing extension, a timeout) is reported by
+supabase_sql_collector_success and does not stop the others. Works on PostgreSQL ≥ 14 and on
+Supabase (pg_monitor is enough; pg_read_all_stats to see other roles' statements).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+from exporters.supabase.config import Database
+
+XID_LIMIT = 2**31  # transaction ids until wraparound
+STATES = {
+    "active",
+    "idle",
+    "idle in transaction",
+    "idle in transaction (aborted)",
+    "fastpath function call",
+    "disabled",
+}
+_SPACE = re.compile(r"\s+")
+_TABLE = re.compile(r'\b(?:FROM|JOIN|UPDATE|INTO)\s+((?:"?\w+"?\.)?"?\w+"?)', re.IGNORECASE)
+_PREDICATE = re.compile(
+    r'((?:"?\w+"?\.)?"?\w+"?)\s*(?:=|<>|!=|<=|>=|<|>|\bIN\b|\bLIKE\b|\bILIKE\b|\bBETWEEN\b|=\s*ANY)\s*\(?\$\d+',
+    re.IGNORECASE,
+)
+_SQL_WORDS = {"select", "from", "where", "and", "or", "not", "join", "on", "set", "values", "limit"}
+
+
+def statement_text(query: str, limit: int) -> str:
+    """pg_stat_statements' normalized text ($1 for every literal), on one line, bounded."""
+    text = _SPACE.sub(" ", query).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def statement_shape(query: str) -> tuple[str, str]:
+    """(tables, predicate columns) a statement reads, comma-joined, for the remediation hint."""
+    tables = sorted({t.strip('"').lower() for t in _TABLE.findall(query)} - _SQL_WORDS)
+    where = re.search(r"\bWHERE\b(.*)", query, re.IGNORECASE | re.DOTALL)
+    found = _PREDICATE.findall(where.group(1)) if where else []
+    cols = sorted({c.split(".")[-1].strip('"').lower() for c in found} - _SQL_WORDS)
+    return ",".join(tables[:5]), ",".join(cols[:5])
+
+
+Collector = Callable[[psycopg.AsyncCursor[Any], Database, str], Awaitable[list[Metric]]]
+
+
+def gauge(name: str, doc: str, project: str, value: float, **labels: str) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc, labels=["project", *labels])
+    g.add_metric([project, *labels.values()], value)
+    return g
+
+
+async def connections(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    await cur.execute(
+        "SELECT COALESCE(state, 'unknown'), count(*) FROM pg_stat_activity"
+        " WHERE backend_type = 'client backend' GROUP BY 1"
+    )
+    by_state = {s: 0 for s in STATES}
+    for state, n in await cur.fetchall():
+        key = state if state in STATES else "unknown"
+        by_state[key] = by_state.get(key, 0) + n
+    fam = GaugeMetricFamily(
+        "supabase_db_connections",
+        "Client connections by state (pg_stat_activity).",
+        labels=["project", "state"],
+    )
+    for state, n in sorted(by_state.items()):
+        fam.add_metric([p, state.replace(" ", "_").replace("(", "").replace(")", "")], n)
+    await cur.execute(
+        "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return [
+        fam,
+        gauge(
+            "supabase_db_max_connections",
+            "max_connections minus the superuser reserve.",
+            p,
+            row[0] - row[1],
+        ),
+    ]
+
+
+async def activity(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    await cur.execute(
+        "SELECT COALESCE(max(EXTRACT(EPOCH FROM now() - xact_start)), 0),"
+        " count(*) FILTER (WHERE xact_start < now() - make_interval(secs => %s)),"
+        " count(*) FILTER (WHERE wait_event_type = 'Lock')"
+        " FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        (db.long_transaction,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return [
+        gauge(
+            "supabase_db_oldest_transaction_seconds",
+            "Age of the oldest open transaction.",
+            p,
+            float(row[0]),
+        ),
+        gauge(
+            "supabase_db_long_transactions",
+            f"Transactions open longer than {db.long_transaction:g}s.",
+            p,
+            row[1],
+        ),
+        gauge("supabase_db_blocked_sessions", "Sessions waiting for a lock.", p, row[2]),
+    ]
+
+
+async def database(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    await cur.execute(
+        "SELECT blks_hit, blks_read, xact_commit, xact_rollback, deadlocks, pg_database_size(datname)"
+        " FROM pg_stat_database WHERE datname = current_database()"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    out: list[Metric] = []
+    for name, doc, v in (
+        ("supabase_db_blocks_hit", "Buffer cache hits (pg_stat_database).", row[0]),
+        ("supabase_db_blocks_read", "Blocks read from disk (pg_stat_database).", row[1]),
+        ("supabase_db_commits", "Committed transactions.", row[2]),
+        ("supabase_db_rollbacks", "Rolled back transactions.", row[3]),
+        ("supabase_db_deadlocks", "Deadlocks detected.", row[4]),
+    ):
+        c = CounterMetricFamily(name, doc, labels=["project"])
+        c.add_metric([p], v)
+        out.append(c)
+    out.append(gauge("supabase_db_size_bytes", "Size of the database on disk.", p, row[5]))
+    return out
+
+
+async def wraparound(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    await cur.execute("SELECT max(age(datfrozenxid)) FROM pg_database")
+    row = await cur.fetchone()
+    assert row is not None
+    age = float(row[0])
+    return [
+        gauge("supabase_db_xid_age", "Oldest unfrozen transaction id age of any database.", p, age),
+        gauge(
+            "supabase_db_xid_wraparound_remaining_ratio",
+            "Share of the 2^31 transaction ids left before wraparound forces a shutdown.",
+            p,
+            1 - age / XID_LIMIT,
+        ),
+    ]
+
+
+async def replication(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    await cur.execute(
+        "SELECT pg_is_in_recovery(),"
+        " CASE WHEN pg_is_in_recovery() THEN EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    out: list[Metric] = [
+        gauge("supabase_db_is_replica", "1 on a read replica.", p, 1.0 if row[0] else 0.0)
+    ]
+    lag = GaugeMetricFamily(
+        "supabase_db_replication_lag_seconds",
+        "Replay lag: per replica on a primary (pg_stat_replication), or since the last replayed transaction on a replica.",
+        labels=["project", "replica"],
+    )
+    if row[0]:
+        lag.add_metric([p, "self"], float(row[1] or 0.0))
+    else:
+        await cur.execute(
+            "SELECT left(COALESCE(NULLIF(application_name, ''), 'unnamed'), 40),"
+            " COALESCE(EXTRACT(EPOCH FROM replay_lag), 0) FROM pg_stat_replication LIMIT 20"
+        )
+        for name, seconds in await cur.fetchall():
+            lag.add_metric([p, name], float(seconds))
+    out.append(lag)
+    return out
+
+
+async def vacuum(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    await cur.execute(
+        "SELECT COALESCE(sum(n_dead_tup), 0), COALESCE(sum(n_live_tup), 0),"
+        " COALESCE(max(EXTRACT(EPOCH FROM now() - GREATEST(last_autovacuum, last_vacuum, last_analyze)))"
+        "   FILTER (WHERE n_dead_tup > 1000), 0)"
+        " FROM pg_stat_user_tables"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return [
+        gauge(
+            "supabase_db_dead_tuples", "Dead rows waiting for vacuum, all user tables.", p, row[0]
+        ),
+        gauge("supabase_db_live_tuples", "Live rows, all user tables.", p, row[1]),
+        gauge(
+            "supabase_db_vacuum_age_seconds",
+            "Longest time since a table with over 1,000 dead rows was last vacuumed.",
+            p,
+            float(row[2]),
+        ),
+    ]
+
+
+async def statements(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    n = db.top_statements
+    await cur.execute(
+        "WITH s AS ("
+        "  SELECT queryid, calls, total_exec_time, mean_exec_time, stddev_exec_time, max_exec_time, rows, query,"
+        "    rank() OVER (ORDER BY mean_exec_time DESC, queryid) AS by_mean,"
+        "    rank() OVER (ORDER BY total_exec_time DESC, queryid) AS by_total"
+        "  FROM pg_stat_statements"
+        "  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND queryid IS NOT NULL"
+        ")"
+        " SELECT queryid::text, calls, total_exec_time, mean_exec_time, stddev_exec_time, max_exec_time, rows,"
+        "   left(query, 4000), by_mean <= %(n)s, by_total <= %(n)s FROM s WHERE by_mean <= %(n)s OR by_total <= %(n)s"
+        " UNION ALL"
+        " SELECT 'other', COALESCE(sum(calls), 0), COALESCE(sum(total_exec_time), 0), NULL, NULL, NULL,"
+        "   COALESCE(sum(rows), 0), NULL, false, false FROM s WHERE by_mean > %(n)s AND by_total > %(n)s",
+        {"n": n},
+    )
+    calls = CounterMetricFamily(
+        "supabase_db_statement_calls",
+        f"Calls per statement (pg_stat_statements): the top {n} by mean and by total time, the rest as queryid 'other'.",
+        labels=["project", "queryid"],
+    )
+    total = CounterMetricFamily(
+        "supabase_db_statement_seconds",
+        "Execution time per statement (pg_stat_statements), same statements as the calls counter.",
+        labels=["project", "queryid"],
+    )
+    rows = CounterMetricFamily(
+        "supabase_db_statement_rows",
+        "Rows returned or affected per statement.",
+        labels=["project", "queryid"],
+    )
+    mean = GaugeMetricFamily(
+        "supabase_db_statement_mean_seconds",
+        "Mean execution time per statement since statistics were last reset.",
+        labels=["project", "queryid"],
+    )
+    mx = GaugeMetricFamily(
+        "supabase_db_statement_max_seconds",
+        "Slowest execution since the last reset.",
+        labels=["project", "queryid"],
+    )
+    info = InfoMetricFamily(
+        "supabase_db_statement",
+        "Each listed statement: its normalized text (literals are $n), the tables it reads and the columns its predicates compare, and why it is listed.",
+        labels=["project", "queryid"],
+    )
+    for qid, c, tot, mn, _sd, mxv, r, query, top_mean, top_total in await cur.fetchall():
+        calls.add_metric([p, qid], float(c))
+        total.add_metric([p, qid], float(tot) / 1000)
+        rows.add_metric([p, qid], float(r))
+        if qid == "other":
+            continue
+        mean.add_metric([p, qid], float(mn) / 1000)
+        mx.add_metric([p, qid], float(mxv) / 1000)
+        text = statement_text(query or "", db.statement_text_max)
+        tables, cols = statement_shape(_SPACE.sub(" ", query or ""))
+        top = "mean,total" if top_mean and top_total else "mean" if top_mean else "total"
+        info.add_metric(
+            [p, qid],
+            {"query": text, "tables": tables, "predicate_columns": cols, "top": top},
+        )
+    return [calls, total, rows, mean, mx, info]
+
+
+async def missing_indexes(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    mi = db.missing_index
+    await cur.execute(
+        "SELECT schemaname || '.' || relname, seq_scan, COALESCE(idx_scan, 0), n_live_tup, seq_tup_read"
+        " FROM pg_stat_user_tables"
+        " WHERE n_live_tup >= %s AND seq_scan >= %s AND seq_scan > %s * COALESCE(idx_scan, 0)"
+        " ORDER BY seq_tup_read DESC LIMIT %s",
+        (mi.min_rows, mi.min_seq_scans, mi.ratio, mi.max_tables),
+    )
+    suspects = GaugeMetricFamily(
+        "supabase_db_missing_index_suspect",
+        "Large tables read sequentially far more often than by index: sequential scans per index scan.",
+        labels=["project", "table"],
+    )
+    table_rows = GaugeMetricFamily(
+        "supabase_db_table_rows",
+        "Live rows of each missing-index suspect.",
+        labels=["project", "table"],
+    )
+    for table, seq, idx, live, _read in await cur.fetchall():
+        suspects.add_metric([p, table], seq / (idx + 1))
+        table_rows.add_metric([p, table], float(live))
+    return [suspects, table_rows]
+
+
+DEFAULT_ACTIVE_USERS = (
+    "SELECT count(*) FILTER (WHERE last_sign_in_at > now() - interval '1 day'),"
+    " count(*) FILTER (WHERE last_sign_in_at > now() - interval '30 days') FROM auth.users"
+)
+
+
+async def active_users(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+    await cur.execute(db.active_users_query or DEFAULT_ACTIVE_USERS)
+    row = await cur.fetchone()
+    if row is None or len(row) < 2:
+        raise psycopg.DataError("active users query must return one row: (day, month)")
+    fam = GaugeMetricFamily(
+        "supabase_active_users",
+        "Users who signed in within the window (1d, 30d), for cost per active user.",
+        labels=["project", "window"],
+    )
+    fam.add_metric([p, "1d"], float(row[0]))
+    fam.add_metric([p, "30d"], float(row[1]))
+    return [fam]
+
+
+COLLECTORS: dict[str, Collector] = {
+    "connections": connections,
+    "activity": activity,
+    "database": database,
+    "wraparound": wraparound,
+    "replication": replication,
+    "vacuum": vacuum,
+    "statements": statements,
+    "missing_indexes": missing_indexes,
+    "active_users": active_users,
+}

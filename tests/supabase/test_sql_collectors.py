@@ -1,0 +1,211 @@
+"""The SQL collectors against a real PostgreSQL with pg_stat_statements preloaded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from exporters.supabase.app import Exporter, render
+from exporters.supabase.config import SupabaseConfig
+from exporters.supabase.sql import statement_shape, statement_text
+from tests.pg_cluster import Cluster, throwaway_cluster
+from tests.vercel.helpers import samples
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with throwaway_cluster({"shared_preload_libraries": "pg_stat_statements"}) as c:
+        with psycopg.connect(c.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            conn.execute(
+                "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int, status text, note text)"
+            )
+            conn.execute(
+                "INSERT INTO orders (customer_id, status, note) "
+                "SELECT g % 5000, CASE WHEN g % 7 = 0 THEN 'open' ELSE 'done' END, repeat('x', 50) FROM generate_series(1, 60000) g"
+            )
+            conn.execute("ANALYZE orders")
+            conn.execute("CREATE SCHEMA auth")
+            conn.execute(
+                "CREATE TABLE auth.users (id uuid PRIMARY KEY, last_sign_in_at timestamptz)"
+            )
+            conn.execute(
+                "INSERT INTO auth.users SELECT gen_random_uuid(), now() - (g || ' hours')::interval FROM generate_series(1, 100) g"
+            )
+            for i in range(60):
+                conn.execute(
+                    "SELECT count(*) FROM orders WHERE customer_id = %s AND status = %s",
+                    (i, "open"),
+                )
+        yield c
+
+
+def config(c: Cluster, **db: Any) -> SupabaseConfig:
+    return SupabaseConfig.model_validate(
+        {"databases": [{"name": "proj", "conninfo": c.dsn(), "top_statements": 3, **db}]}
+    )
+
+
+async def scrape(cfg: SupabaseConfig) -> str:
+    e = Exporter(cfg, {})
+    try:
+        return render(await e.scrape()).decode()
+    finally:
+        await e.close()
+
+
+async def test_every_collector_succeeds_and_names_the_slow_statement(cluster: Cluster) -> None:
+    text = await scrape(config(cluster))
+    got = samples(text)
+    fails = {
+        dict(ls)["collector"]
+        for (n, ls), v in got.items()
+        if n == "supabase_sql_collector_success" and v != 1
+    }
+    assert not fails
+    info = [dict(ls) for (n, ls), _ in got.items() if n == "supabase_db_statement_info"]
+    scan = next(i for i in info if "FROM orders WHERE customer_id" in i["query"])
+    assert scan["query"] == "SELECT count(*) FROM orders WHERE customer_id = $1 AND status = $2"
+    assert scan["tables"] == "orders"
+    assert scan["predicate_columns"] == "customer_id,status"
+    qid = scan["queryid"]
+    assert (
+        got[
+            (
+                "supabase_db_statement_calls_total",
+                frozenset({"project": "proj", "queryid": qid}.items()),
+            )
+        ]
+        == 60
+    )
+    # Bounded: at most top-N by mean plus top-N by total, and the rest as "other".
+    qids = {
+        dict(ls)["queryid"]
+        for (n, ls), _ in got.items()
+        if n == "supabase_db_statement_calls_total"
+    }
+    assert "other" in qids
+    assert len(qids) <= 2 * 3 + 1
+    suspects = {
+        dict(ls)["table"] for (n, ls), _ in got.items() if n == "supabase_db_missing_index_suspect"
+    }
+    assert suspects == {"public.orders"}
+    assert (
+        got[("supabase_active_users", frozenset({"project": "proj", "window": "1d"}.items()))] == 24
+    )
+    assert (
+        got[("supabase_active_users", frozenset({"project": "proj", "window": "30d"}.items()))]
+        == 100
+    )
+    assert got[("supabase_up", frozenset({"project": "proj"}.items()))] == 1
+
+
+@pytest.mark.usefixtures("cluster")
+async def test_output_passes_promtool(cluster: Cluster, promtool: str) -> None:
+    text = await scrape(config(cluster))
+    res = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
+    )
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+
+
+async def test_a_collector_without_permission_fails_alone(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS monitor")
+        conn.execute("CREATE ROLE monitor LOGIN")
+        conn.execute("GRANT pg_monitor TO monitor")  # not auth.users: active_users must fail
+    caplog.set_level(logging.WARNING)
+    text = await scrape(
+        config(cluster, conninfo=cluster.dsn().replace("user=postgres", "user=monitor"))
+    )
+    got = samples(text)
+    status = {
+        dict(ls)["collector"]: v
+        for (n, ls), v in got.items()
+        if n == "supabase_sql_collector_success"
+    }
+    assert status.pop("active_users") == 0
+    assert set(status.values()) == {1.0}
+    assert any(
+        getattr(r, "sqlstate", "") == "42501" for r in caplog.records
+    )  # insufficient_privilege
+
+
+async def test_a_statement_timeout_fails_the_slow_collector_only(cluster: Cluster) -> None:
+    # A timeout the collectors cannot meet: each fails on its own, the exporter answers.
+    text = await scrape(config(cluster, statement_timeout="1ms", scrape_budget="5s"))
+    got = samples(text)
+    assert got[("supabase_up", frozenset({"project": "proj"}.items()))] == 1
+    status = [v for (n, _), v in got.items() if n == "supabase_sql_collector_success"]
+    assert 0 in status
+
+
+async def test_without_pg_stat_statements_the_rest_still_works() -> None:
+    with throwaway_cluster() as c:
+        text = await scrape(config(c))
+    got = samples(text)
+    status = {
+        dict(ls)["collector"]: v
+        for (n, ls), v in got.items()
+        if n == "supabase_sql_collector_success"
+    }
+    assert status["statements"] == 0
+    assert status["connections"] == 1
+    assert not [n for (n, _) in got if n.startswith("supabase_db_statement")]
+
+
+async def test_an_unreachable_database_is_reported_within_the_budget() -> None:
+    from compose.processes import free_port
+
+    cfg = SupabaseConfig.model_validate(
+        {
+            "databases": [
+                {
+                    "name": "gone",
+                    "conninfo": f"host=127.0.0.1 port={free_port()} user=x dbname=x",
+                    "statement_timeout": "1s",
+                    "scrape_budget": "3s",
+                }
+            ]
+        }
+    )
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    text = await scrape(cfg)
+    assert loop.time() - t0 < 4
+    got = samples(text)
+    assert got[("supabase_up", frozenset({"project": "gone"}.items()))] == 0
+    assert {v for (n, _), v in got.items() if n == "supabase_sql_collector_success"} == {0.0}
+
+
+async def test_the_exporter_never_holds_more_connections_than_allowed(cluster: Cluster) -> None:
+    e = Exporter(config(cluster, max_connections=1), {})
+    try:
+        await asyncio.gather(*(e.scrape() for _ in range(5)))
+        with psycopg.connect(cluster.dsn()) as conn:
+            n = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wsinfra-supabase-exporter'"
+            ).fetchone()
+        assert n is not None
+        assert n[0] <= 1
+    finally:
+        await e.close()
+
+
+def test_statement_text_and_shape() -> None:
+    q = "SELECT o.id\n  FROM public.orders o JOIN customers c ON c.id = o.customer_id\n WHERE o.status = $1 AND c.region IN ($2, $3) AND o.total > $4"
+    assert statement_text(q, 40) == "SELECT o.id FROM public.orders o JOIN c…"
+    text = statement_text(q, 1000)
+    assert statement_shape(text) == ("customers,public.orders", "region,status,total")
+    assert statement_shape("UPDATE t SET a = $1 WHERE b = $2") == ("t", "b")
+    assert statement_shape("SELECT 1") == ("", "")
