@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
+from exporters.supabase.scrape import SAMPLE_NAMES as SUPABASE_SAMPLE_NAMES
 from exporters.uptime.collector import ExporterMeta, UptimeCollector
 from exporters.uptime.config import UptimeConfig
 from exporters.uptime.probe import PHASES, ProbeResult
@@ -177,6 +178,7 @@ def produced() -> frozenset[str]:
         _exporter_metric_names()
         | _recorder_metric_names()
         | _vercel_metric_names()
+        | SUPABASE_SAMPLE_NAMES
         | recorded_names()
         | EXTERNAL
     )

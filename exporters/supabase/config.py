@@ -44,6 +44,8 @@ class Database(_Strict):
     top_statements: Annotated[int, Field(ge=1, le=100)] = 10
     statement_text_max: Annotated[int, Field(ge=40, le=2000)] = 300
     missing_index: MissingIndex = Field(default_factory=MissingIndex)
+    # The disk the database may use (a Supabase plan's disk size): growth alerts predict against it.
+    size_limit_bytes: Annotated[int, Field(gt=0)] | None = None
     # Transactions open longer than this are "long".
     long_transaction: Duration = 60.0
     # Counts active users for cost per user. The default reads Supabase's auth.users; set your

@@ -137,6 +137,15 @@ async def database(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[
         c.add_metric([p], v)
         out.append(c)
     out.append(gauge("supabase_db_size_bytes", "Size of the database on disk.", p, row[5]))
+    if db.size_limit_bytes is not None:
+        out.append(
+            gauge(
+                "supabase_db_size_limit_bytes",
+                "The disk the database may use (config).",
+                p,
+                db.size_limit_bytes,
+            )
+        )
     return out
 
 

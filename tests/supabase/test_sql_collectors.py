@@ -210,3 +210,13 @@ def test_statement_text_and_shape() -> None:
     assert statement_shape(text) == ("customers,public.orders", "region,status,total")
     assert statement_shape("UPDATE t SET a = $1 WHERE b = $2") == ("t", "b")
     assert statement_shape("SELECT 1") == ("", "")
+
+
+async def test_a_full_scrape_produces_exactly_the_declared_series(cluster: Cluster) -> None:
+    from exporters.supabase.scrape import SAMPLE_NAMES
+
+    text = await scrape(config(cluster, size_limit_bytes=8 * 2**30))
+    names = {n for (n, _) in samples(text)}
+    assert names <= SAMPLE_NAMES, names - SAMPLE_NAMES
+    # A primary without replicas has no replication lag to report.
+    assert SAMPLE_NAMES - names == {"supabase_db_replication_lag_seconds"}
