@@ -61,3 +61,19 @@ def drop_database(name: str, pwfile: Path | None) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def enable_pg_stat_statements(conninfo: str, pwfile: Path | None) -> bool:
+    """Create the extension in the database if the server preloads it; True if it is usable.
+
+    Loading it needs shared_preload_libraries and a server restart: the stack does not
+    reconfigure the machine's PostgreSQL, it reports what is missing instead.
+    """
+    if pwfile is not None:
+        conninfo = make_conninfo(conninfo, password=pwfile.read_text().strip())
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        if row is None or "pg_stat_statements" not in str(row[0]):
+            return False
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        return True

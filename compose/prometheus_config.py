@@ -22,6 +22,7 @@ def prometheus_config(
     self_address: str,
     recorder: str,
     vercel: str | None = None,
+    supabase: str | None = None,
 ) -> dict[str, Any]:
     """`uptime_by_region`: region → host:port of that region's uptime exporter."""
     return {
@@ -53,6 +54,20 @@ def prometheus_config(
             *(
                 [{"job_name": "vercel", "static_configs": [{"targets": [vercel]}]}]
                 if vercel
+                else []
+            ),
+            # SQL collectors run on scrape, each query under its statement timeout and the
+            # whole under the exporter's budget (8 s): the timeout leaves room for it.
+            *(
+                [
+                    {
+                        "job_name": "supabase",
+                        "scrape_interval": "15s",
+                        "scrape_timeout": "10s",
+                        "static_configs": [{"targets": [supabase]}],
+                    }
+                ]
+                if supabase
                 else []
             ),
             {"job_name": "prometheus", "static_configs": [{"targets": [self_address]}]},

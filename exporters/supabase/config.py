@@ -48,6 +48,8 @@ class Database(_Strict):
     size_limit_bytes: Annotated[int, Field(gt=0)] | None = None
     # Transactions open longer than this are "long".
     long_transaction: Duration = 60.0
+    # Collectors not to run here (e.g. "statements" where pg_stat_statements is not loaded).
+    disabled_collectors: list[str] = Field(default_factory=list)
     # Counts active users for cost per user. The default reads Supabase's auth.users; set your
     # own query returning one row (day, month) where users live elsewhere.
     active_users_query: str | None = None
@@ -70,6 +72,16 @@ class Database(_Strict):
             raise ValueError(f"not a libpq conninfo: {type(exc).__name__}") from None
         if "password" in parts:
             raise ValueError("passwords in conninfo are refused: use password_file")
+        return value
+
+    @field_validator("disabled_collectors")
+    @classmethod
+    def _collectors(cls, value: list[str]) -> list[str]:
+        from exporters.supabase.sql import COLLECTORS
+
+        unknown = sorted(set(value) - set(COLLECTORS))
+        if unknown:
+            raise ValueError(f"unknown collectors {unknown}; known: {', '.join(COLLECTORS)}")
         return value
 
     @model_validator(mode="after")

@@ -120,13 +120,16 @@ class DatabaseScraper:
                 extra={"project": self.db.name, "budget": self.db.scrape_budget},
             )
         for name in COLLECTORS:
-            out.success.setdefault(name, False)
+            if name not in self.db.disabled_collectors:
+                out.success.setdefault(name, False)
         out.duration = time.perf_counter() - start
         return out
 
     async def _collect(self, conn: psycopg.AsyncConnection[object], out: Outcome) -> None:
         timeout_ms = int(self.db.statement_timeout * 1000)
         for name, collect in COLLECTORS.items():
+            if name in self.db.disabled_collectors:
+                continue
             t0 = time.perf_counter()
             try:
                 async with conn.transaction(), conn.cursor() as cur:
@@ -154,6 +157,7 @@ class DatabaseScraper:
 
 
 def meta(project: str, out: Outcome) -> list[Metric]:
+    """Health of this scrape; disabled collectors are left out rather than reported failing."""
     up = GaugeMetricFamily(
         "supabase_up", "1 if the database answered this scrape.", labels=["project"]
     )
@@ -175,7 +179,9 @@ def meta(project: str, out: Outcome) -> list[Metric]:
         labels=["project", "collector"],
     )
     for name in COLLECTORS:
-        ok.add_metric([project, name], 1.0 if out.success.get(name) else 0.0)
+        if name not in out.success:
+            continue
+        ok.add_metric([project, name], 1.0 if out.success[name] else 0.0)
         if name in out.seconds:
             secs.add_metric([project, name], out.seconds[name])
     return [up, dur, ok, secs]

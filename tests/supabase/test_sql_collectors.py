@@ -220,3 +220,29 @@ async def test_a_full_scrape_produces_exactly_the_declared_series(cluster: Clust
     assert names <= SAMPLE_NAMES, names - SAMPLE_NAMES
     # A primary without replicas has no replication lag to report.
     assert SAMPLE_NAMES - names == {"supabase_db_replication_lag_seconds"}
+
+
+def test_the_example_config_is_valid() -> None:
+    from exporters.common.config import load_config
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "config" / "example" / "supabase.yaml", SupabaseConfig)
+    assert cfg.databases[0].size_limit_bytes == 8 * 2**30
+
+
+def test_config_refuses_passwords_and_unknown_collectors(tmp_path: Any) -> None:
+    from exporters.common.config import ConfigError, load_config
+
+    bad = tmp_path / "s.yaml"
+    bad.write_text(
+        "databases:\n"
+        "  - {name: a, conninfo: 'host=x password=hunter2', disabled_collectors: [nope]}\n"
+        "  - {name: a, conninfo: 'host=y', statement_timeout: 9s, scrape_budget: 8s}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(bad, SupabaseConfig)
+    text = str(err.value)
+    assert "databases[0].conninfo" in text
+    assert "hunter2" not in text
+    assert "databases[0].disabled_collectors" in text
+    assert "databases[1]" in text

@@ -173,3 +173,15 @@ def test_grafana_provisions_every_dashboard_and_the_datasources_they_ask_for() -
     assert "postgres_password" in svc["secrets"]
     home = svc["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (ROOT / "dashboards" / "generated" / Path(home).name).is_file()
+
+
+def test_compose_supabase_config_is_valid_and_its_database_preloads_pg_stat_statements() -> None:
+    from exporters.supabase.config import SupabaseConfig
+
+    cfg = load_config(COMPOSE / "supabase" / "supabase.yaml", SupabaseConfig)
+    (db,) = cfg.databases
+    assert str(db.password_file) == "/run/secrets/postgres_password"
+    assert "postgres_password" in DOC["services"]["supabase"]["secrets"]
+    assert "host=postgres" in db.conninfo
+    assert "shared_preload_libraries=pg_stat_statements" in DOC["services"]["postgres"]["command"]
+    assert not db.disabled_collectors
