@@ -19,9 +19,8 @@ from compose.processes import free_port
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or (
-        [shutil.which(name)] if shutil.which(name) else []
-    )
+    which = shutil.which(name)
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([which] if which else [])
     if not found:
         pytest.skip(f"{name} not installed (apt-get install postgresql)")
     return str(found[-1])

@@ -77,12 +77,15 @@ class Stack:
         return "\n".join(out)
 
 
-def running_stack(tmp_path: Path) -> Iterator[Stack]:
+def running_stack(tmp_path: Path, prepare: Callable[[Path], None] | None = None) -> Iterator[Stack]:
+    """Start the DEMO stack; `prepare` may first write files into its config directory."""
     binary("prometheus")
     binary("prometheus-alertmanager", "alertmanager")
     binary("amtool")
     binary("promtool")
     s = Stack(tmp_path)
+    if prepare is not None:
+        prepare(Path(s.env["WSINFRA_CONFIG_DIR"]))
     res = s.cli("up")
     assert res.returncode == 0, res.stdout + res.stderr + s.logs()
     assert "DEMO" in res.stdout
