@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
+from exporters.supabase.management import SAMPLE_NAMES as SUPABASE_API_SAMPLE_NAMES
 from exporters.supabase.scrape import SAMPLE_NAMES as SUPABASE_SAMPLE_NAMES
 from exporters.uptime.collector import ExporterMeta, UptimeCollector
 from exporters.uptime.config import UptimeConfig
@@ -64,6 +65,7 @@ def _exporter_metric_names() -> set[str]:
 
 
 _STRIP = [
+    r"#[^\n]*",  # comments
     r'"[^"]*"',  # strings
     r"\{[^}]*\}",  # matchers
     r"\[[^\]]*\]",  # ranges
@@ -179,6 +181,7 @@ def produced() -> frozenset[str]:
         | _recorder_metric_names()
         | _vercel_metric_names()
         | SUPABASE_SAMPLE_NAMES
+        | SUPABASE_API_SAMPLE_NAMES
         | recorded_names()
         | EXTERNAL
     )

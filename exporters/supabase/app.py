@@ -4,6 +4,7 @@ database (concurrently, each within its scrape budget), a landing page and healt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 from collections.abc import AsyncIterator, Iterable
 
@@ -13,16 +14,24 @@ from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporters.common.build_info import build_info
-from exporters.supabase.config import SupabaseConfig
+from exporters.supabase.config import MANAGEMENT_TOKEN, SupabaseConfig
+from exporters.supabase.management import ManagementPoller
 from exporters.supabase.scrape import DatabaseScraper, Outcome, meta
 
 
 class Exporter:
-    def __init__(self, cfg: SupabaseConfig, passwords: dict[str, str]) -> None:
+    def __init__(
+        self,
+        cfg: SupabaseConfig,
+        secrets: dict[str, str],
+        *,
+        management: ManagementPoller | None = None,
+    ) -> None:
         self.cfg = cfg
-        self.scrapers = {
-            db.name: DatabaseScraper(db, passwords.get(db.name)) for db in cfg.databases
-        }
+        self.scrapers = {db.name: DatabaseScraper(db, secrets.get(db.name)) for db in cfg.databases}
+        if management is None and cfg.management is not None:
+            management = ManagementPoller(cfg.management, secrets[MANAGEMENT_TOKEN])
+        self.management = management
 
     async def scrape(self) -> dict[str, Outcome]:
         results = await asyncio.gather(*(s.scrape() for s in self.scrapers.values()))
@@ -31,11 +40,14 @@ class Exporter:
     async def close(self) -> None:
         for s in self.scrapers.values():
             await s.close()
+        if self.management is not None:
+            await self.management.aclose()
 
 
 class _Snapshot(Collector):
-    def __init__(self, outcomes: dict[str, Outcome]) -> None:
+    def __init__(self, outcomes: dict[str, Outcome], management: ManagementPoller | None) -> None:
         self.outcomes = outcomes
+        self.management = management
 
     def collect(self) -> Iterable[Metric]:
         ver, rev = build_info()
@@ -52,11 +64,13 @@ class _Snapshot(Collector):
                 else:
                     have.samples += fam.samples
         yield from families.values()
+        if self.management is not None:
+            yield from self.management.collect()
 
 
-def render(outcomes: dict[str, Outcome]) -> bytes:
+def render(outcomes: dict[str, Outcome], management: ManagementPoller | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(outcomes))
+    registry.register(_Snapshot(outcomes, management))
     return generate_latest(registry)
 
 
@@ -64,8 +78,9 @@ EXPORTER = web.AppKey("exporter", Exporter)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    outcomes = await request.app[EXPORTER].scrape()
-    body = await asyncio.get_running_loop().run_in_executor(None, render, outcomes)
+    e = request.app[EXPORTER]
+    outcomes = await e.scrape()
+    body = await asyncio.get_running_loop().run_in_executor(None, render, outcomes, e.management)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -88,7 +103,13 @@ def make_app(exporter: Exporter) -> web.Application:
     app[EXPORTER] = exporter
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        poller = app[EXPORTER].management
+        task = asyncio.create_task(poller.run()) if poller else None
         yield
+        if task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app[EXPORTER].close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     if loaded is None:
         return 2
     cfg, passwords = loaded
-    summary = f"{len(cfg.databases)} databases: {', '.join(d.name for d in cfg.databases)}"
+    summary = (
+        f"{len(cfg.databases)} databases: {', '.join(d.name for d in cfg.databases) or '-'}"
+        + (f"; Management API at {cfg.management.base_url}" if cfg.management else "")
+    )
     if args.check_config:
         print(f"{args.config}: OK ({summary})")
         return 0

@@ -91,8 +91,72 @@ class Database(_Strict):
         return self
 
 
+SERVICES = ("auth", "db", "db_postgres_user", "pg_bouncer", "pooler", "realtime", "rest", "storage")
+_REF = re.compile(r"^[a-z0-9]{1,40}$")
+
+
+class ManagedProject(_Strict):
+    ref: str
+    # The backup alerts: a project whose plan includes PITR must have it on.
+    pitr_required: bool = False
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        if not _REF.match(value):
+            raise ValueError(f"{value!r} is not a Supabase project ref")
+        return value
+
+
+class Management(_Strict):
+    """Supabase's Management API: backups, PITR and service health, polled in the background."""
+
+    base_url: str = "https://api.supabase.com"
+    # A personal access token (sbp_…) or OAuth token; read at start-up, never logged.
+    token_file: Path
+    # Backups change daily and health by the minute; the API allows 120 requests a minute per
+    # endpoint and project, so every minute costs little.
+    refresh_interval: Duration = 60.0
+    timeout: Duration = 10.0
+    # Served data older than this is dropped, and supabase_management_up is 0.
+    stale_after: Duration = 600.0
+    # Find the token's projects with GET /v1/projects on every refresh (paused ones skipped), so
+    # a new project appears without a restart. Listed projects are always watched.
+    discover: bool = True
+    projects: list[ManagedProject] = Field(default_factory=list)
+    services: list[str] = Field(
+        default_factory=lambda: ["auth", "db", "realtime", "rest", "storage"]
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s@]+", value):
+            raise ValueError(f"{value!r} must be an http(s) URL without credentials")
+        return value.rstrip("/")
+
+    @field_validator("services")
+    @classmethod
+    def _services(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(SERVICES))
+        if unknown:
+            raise ValueError(f"unknown services {unknown}; known: {', '.join(SERVICES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Management:
+        if self.timeout >= self.refresh_interval:
+            raise ValueError("timeout must be shorter than refresh_interval")
+        if self.stale_after <= self.refresh_interval:
+            raise ValueError("stale_after must be longer than refresh_interval")
+        if not self.discover and not self.projects:
+            raise ValueError("list projects, or set discover: true")
+        return self
+
+
 class SupabaseConfig(_Strict):
-    databases: list[Database]
+    databases: list[Database] = Field(default_factory=list)
+    management: Management | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SupabaseConfig:
@@ -100,15 +164,21 @@ class SupabaseConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate database names: {', '.join(dupes)}")
-        if not self.databases:
-            raise ValueError("databases: at least one is required")
+        if not self.databases and self.management is None:
+            raise ValueError("configure databases, management, or both")
         return self
 
 
+MANAGEMENT_TOKEN = "management_token"  # noqa: S105 - a key name, not a secret
+
+
 def read_secrets(cfg: SupabaseConfig) -> dict[str, str]:
-    """Database name → password, read now so a missing file fails before a port is bound."""
+    """Database name → password (and the Management API token), read now so a missing file
+    fails before a port is bound."""
     out = {}
     for db in cfg.databases:
         if db.password_file is not None:
             out[db.name] = read_secret_file(db.password_file)
+    if cfg.management is not None:
+        out[MANAGEMENT_TOKEN] = read_secret_file(cfg.management.token_file)
     return out
