@@ -132,6 +132,20 @@ def ensure_demo_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+DEMO_SUPABASE_REF = "wsinfrademo0000000001"  # tests/fakes/supabase_api.py serves it
+
+
+def demo_supabase_management(api_url: str, token_file: str) -> dict[str, Any]:
+    return {
+        "base_url": api_url.rstrip("/"),
+        "token_file": token_file,
+        "refresh_interval": "30s",
+        "timeout": "5s",
+        "stale_after": "5m",
+        "projects": [{"ref": DEMO_SUPABASE_REF, "pitr_required": True}],
+    }
+
+
 def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -140,6 +154,7 @@ def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
         "recorder_token": DEMO_RECORDER_TOKEN,
         # The demo Vercel sends deployment webhooks to the recorder, signed with this.
         "vercel_webhook_secret": "demo-vercel-webhook-secret",
+        "supabase_access_token": "sbp_demo0000000000000000000000000000000000",
     }
     for name, value in files.items():
         path = secrets_dir / name

@@ -59,6 +59,7 @@ PORTS = {
     "recorder": _port("RECORDER", 19700),
     "vercel": _port("VERCEL", 19703),
     "supabase": _port("SUPABASE", 19704),
+    "supabase-api": _port("SUPABASE_API", 19785),
     "vercel-api": _port("VERCEL_API", 19783),
 }
 RECORDER_DB = os.environ.get("WSINFRA_RECORDER_DB", "wsinfra")
@@ -88,6 +89,7 @@ def isolated_env(base: Path) -> tuple[dict[str, str], dict[str, int]]:
         "VERCEL",
         "VERCEL_API",
         "SUPABASE",
+        "SUPABASE_API",
     ]
     ports = {n: free_port() for n in names}
     env = {
@@ -164,6 +166,23 @@ def prepare() -> list[Proc]:
             )
         )
         pagerduty_url: str | None = _url("sink", "/v2/enqueue")
+        procs.append(
+            Proc(
+                "supabase-api",
+                python_argv(
+                    "tests.fakes.supabase_api",
+                    "--listen",
+                    f"{HOST}:{PORTS['supabase-api']}",
+                    "--token-file",
+                    str(secrets / "supabase_access_token"),
+                ),
+                _url("supabase-api", "/-/healthy"),
+                _url("supabase-api") + "  (DEMO Supabase Management API)",
+            )
+        )
+        sb_management: dict[str, object] | None = demo.demo_supabase_management(
+            _url("supabase-api"), str(secrets / "supabase_access_token")
+        )
         demo.write_demo_vercel_secrets(secrets)
         vercel_cfg: Path | None = cfg / "vercel.yaml"
         assert vercel_cfg is not None
@@ -212,6 +231,7 @@ def prepare() -> list[Proc]:
         region = os.environ.get("WSINFRA_REGION", "local")
         regions = {region: "uptime"}
         pagerduty_url = None
+        sb_management = None
         # The Vercel exporter joins when its config is there (config/example/vercel.yaml).
         vercel_cfg = CONFIG_DIR / "vercel.yaml" if (CONFIG_DIR / "vercel.yaml").exists() else None
     for region, name in regions.items():
@@ -288,7 +308,7 @@ def prepare() -> list[Proc]:
         )
     )
 
-    procs.append(supabase_exporter(cfg, rec_db["conninfo"], pwfile))
+    procs.append(supabase_exporter(cfg, rec_db["conninfo"], pwfile, sb_management))
 
     am_cfg = write_placed(
         cfg / "alertmanager.yml",
@@ -334,9 +354,12 @@ def prepare() -> list[Proc]:
     return procs
 
 
-def supabase_exporter(cfg: Path, conninfo: str, pwfile: Path | None) -> Proc:
+def supabase_exporter(
+    cfg: Path, conninfo: str, pwfile: Path | None, management: dict[str, object] | None
+) -> Proc:
     """The Supabase exporter: config/local/supabase.yaml when there is one, otherwise the SQL
-    collectors on this stack's own PostgreSQL (the recorder's database): real data either way."""
+    collectors on this stack's own PostgreSQL (the recorder's database): real data either way;
+    in the DEMO also the Management API parts, from the fake."""
     own = CONFIG_DIR / "supabase.yaml"
     if own.exists():
         sb_cfg = own
@@ -352,11 +375,18 @@ def supabase_exporter(cfg: Path, conninfo: str, pwfile: Path | None) -> Proc:
                 "not collected (add shared_preload_libraries = 'pg_stat_statements' and restart it)"
             )
         sb_cfg = cfg / "supabase.yaml"
+        doc: dict[str, object] = {"databases": [db]}
+        if management is not None:
+            doc["management"] = management
         sb_cfg.write_text(
-            "# The stack's own PostgreSQL, monitored by the Supabase exporter's SQL collectors.\n"
-            + yaml.safe_dump({"databases": [db]}, sort_keys=False)
+            "# The stack's own PostgreSQL, monitored by the Supabase exporter's SQL collectors"
+            + (" (backups and health: the DEMO Management API)" if management else "")
+            + ".\n"
+            + yaml.safe_dump(doc, sort_keys=False)
         )
-        what = f"Supabase exporter: SQL collectors on this stack's PostgreSQL ({RECORDER_DB})"
+        what = f"Supabase exporter: SQL collectors on this stack's PostgreSQL ({RECORDER_DB})" + (
+            "; DEMO Management API" if management else ""
+        )
     check_output(python_argv("exporters.supabase", "--config.file", str(sb_cfg), "--check-config"))
     return Proc(
         "supabase",

@@ -185,3 +185,7 @@ def test_compose_supabase_config_is_valid_and_its_database_preloads_pg_stat_stat
     assert "host=postgres" in db.conninfo
     assert "shared_preload_libraries=pg_stat_statements" in DOC["services"]["postgres"]["command"]
     assert not db.disabled_collectors
+    assert cfg.management is not None
+    assert str(cfg.management.token_file) == "/run/secrets/supabase_access_token"
+    assert "supabase_access_token" in DOC["services"]["supabase"]["secrets"]
+    assert "supabase_access_token" in DOC["services"]["supabase-api"]["secrets"]
