@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from exporters.common.build_info import build_info
 from exporters.supabase.config import MANAGEMENT_TOKEN, SupabaseConfig
 from exporters.supabase.management import ManagementPoller
+from exporters.supabase.project_metrics import ProjectMetricsProxy
 from exporters.supabase.scrape import DatabaseScraper, Outcome, meta
 
 
@@ -32,6 +33,9 @@ class Exporter:
         if management is None and cfg.management is not None:
             management = ManagementPoller(cfg.management, secrets[MANAGEMENT_TOKEN])
         self.management = management
+        self.project_metrics = (
+            ProjectMetricsProxy(cfg.project_metrics, management) if cfg.project_metrics else None
+        )
 
     async def scrape(self) -> dict[str, Outcome]:
         results = await asyncio.gather(*(s.scrape() for s in self.scrapers.values()))
@@ -42,6 +46,8 @@ class Exporter:
             await s.close()
         if self.management is not None:
             await self.management.aclose()
+        if self.project_metrics is not None:
+            await self.project_metrics.aclose()
 
 
 class _Snapshot(Collector):
@@ -114,6 +120,10 @@ def make_app(exporter: Exporter) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/metrics", metrics)
+    proxy = exporter.project_metrics
+    if proxy is not None:
+        app.router.add_get("/probe", proxy.probe)
+        app.router.add_get("/sd", proxy.sd)
     app.router.add_get("/", index)
     app.router.add_get("/-/healthy", healthy)
     # Ready as soon as it serves: a database being down is a metric (supabase_up), not a restart.

@@ -154,9 +154,36 @@ class Management(_Strict):
         return self
 
 
+class ProjectMetrics(_Strict):
+    """Supabase's per-project metrics endpoint, re-exposed by the exporter (GET /probe)."""
+
+    url_template: str = "https://{ref}.supabase.co/customer/v1/privileged/metrics"
+    # One file per project ref, holding that project's secret (service_role) key.
+    keys_dir: Path
+    # Always offered to Prometheus (GET /sd); discovered projects with a key file join them.
+    projects: list[str] = Field(default_factory=list)
+    timeout: Duration = 10.0
+
+    @field_validator("url_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{ref}" not in value or not re.match(r"^https?://[^/\s@]+", value.replace("{ref}", "x")):
+            raise ValueError("must be an http(s) URL containing {ref}, without credentials")
+        return value
+
+    @field_validator("projects")
+    @classmethod
+    def _refs(cls, value: list[str]) -> list[str]:
+        bad = [r for r in value if not _REF.match(r)]
+        if bad:
+            raise ValueError(f"not Supabase project refs: {bad}")
+        return value
+
+
 class SupabaseConfig(_Strict):
     databases: list[Database] = Field(default_factory=list)
     management: Management | None = None
+    project_metrics: ProjectMetrics | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SupabaseConfig:
@@ -164,8 +191,8 @@ class SupabaseConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate database names: {', '.join(dupes)}")
-        if not self.databases and self.management is None:
-            raise ValueError("configure databases, management, or both")
+        if not self.databases and self.management is None and self.project_metrics is None:
+            raise ValueError("configure databases, management or project_metrics")
         return self
 
 
