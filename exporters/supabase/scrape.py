@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from exporters.supabase.config import Database
-from exporters.supabase.sql import COLLECTORS
+from exporters.supabase.sql import COLLECTORS, State
 
 log = logging.getLogger("exporters.supabase.sql")
 
@@ -88,10 +88,15 @@ class DatabaseScraper:
             reconnect_timeout=30,
         )
         self._opened = False
+        self.state = State()
 
-    @staticmethod
-    async def _configure(conn: psycopg.AsyncConnection[object]) -> None:
-        await conn.set_read_only(True)
+    async def _configure(self, conn: psycopg.AsyncConnection[object]) -> None:
+        # Autocommit: each collector query is its own read-only transaction, one round trip,
+        # and a failed one leaves nothing to roll back. The timeout holds for every statement.
+        await conn.set_autocommit(True)
+        timeout_ms = int(self.db.statement_timeout * 1000)
+        await conn.execute(f"SET statement_timeout = {timeout_ms}")
+        await conn.execute("SET default_transaction_read_only = on")
 
     async def close(self) -> None:
         if self._opened:
@@ -105,9 +110,7 @@ class DatabaseScraper:
         out = Outcome(up=False)
         try:
             async with asyncio.timeout(self.db.scrape_budget):
-                async with self.pool.connection(timeout=self.db.scrape_budget) as conn:
-                    out.up = True
-                    await self._collect(conn, out)
+                await asyncio.gather(*(self._run(group, out) for group in self._groups()))
         except (PoolTimeout, psycopg.OperationalError) as exc:
             out.errors.setdefault("connect", type(exc).__name__)
             log.warning(
@@ -125,16 +128,28 @@ class DatabaseScraper:
         out.duration = time.perf_counter() - start
         return out
 
-    async def _collect(self, conn: psycopg.AsyncConnection[object], out: Outcome) -> None:
-        timeout_ms = int(self.db.statement_timeout * 1000)
-        for name, collect in COLLECTORS.items():
-            if name in self.db.disabled_collectors:
-                continue
+    def _groups(self) -> list[list[str]]:
+        """Collectors per connection: with two connections allowed, pg_stat_statements (the
+        costly read) runs beside the rest instead of after it."""
+        names = [n for n in COLLECTORS if n not in self.db.disabled_collectors]
+        if self.db.max_connections < 2 or "statements" not in names:
+            return [names]
+        return [["statements"], [n for n in names if n != "statements"]]
+
+    async def _run(self, names: list[str], out: Outcome) -> None:
+        async with self.pool.connection(timeout=self.db.scrape_budget) as conn:
+            out.up = True
+            await self._collect(conn, names, out)
+
+    async def _collect(
+        self, conn: psycopg.AsyncConnection[object], names: list[str], out: Outcome
+    ) -> None:
+        for name in names:
+            collect = COLLECTORS[name]
             t0 = time.perf_counter()
             try:
-                async with conn.transaction(), conn.cursor() as cur:
-                    await cur.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
-                    out.metrics += await collect(cur, self.db, self.db.name)
+                async with conn.cursor() as cur:
+                    out.metrics += await collect(cur, self.db, self.db.name, self.state)
                 out.success[name] = True
             except psycopg.OperationalError:
                 out.success[name] = False

@@ -9,7 +9,10 @@ Supabase (pg_monitor is enough; pg_read_all_stats to see other roles' statements
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -50,7 +53,28 @@ def statement_shape(query: str) -> tuple[str, str]:
     return ",".join(tables[:5]), ",".join(cols[:5])
 
 
-Collector = Callable[[psycopg.AsyncCursor[Any], Database, str], Awaitable[list[Metric]]]
+@dataclass
+class State:
+    """What a database's collectors remember between scrapes."""
+
+    # queryid → (text, tables, predicate columns): a statement's text never changes, and
+    # reading texts makes pg_stat_statements load its whole text file.
+    texts: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)
+    # pg_database_size() walks every file of the database: measured once a minute.
+    size: tuple[float, int] | None = None
+
+
+Collector = Callable[[psycopg.AsyncCursor[Any], Database, str, State], Awaitable[list[Metric]]]
+TEXT_CACHE = 2000
+DATABASE_STATS = (
+    "SELECT blks_hit, blks_read, xact_commit, xact_rollback, deadlocks, NULL"
+    " FROM pg_stat_database WHERE datname = current_database()"
+)
+DATABASE_STATS_AND_SIZE = (
+    "SELECT blks_hit, blks_read, xact_commit, xact_rollback, deadlocks, pg_database_size(datname)"
+    " FROM pg_stat_database WHERE datname = current_database()"
+)
+SIZE_EVERY = 60.0
 
 
 def gauge(name: str, doc: str, project: str, value: float, **labels: str) -> GaugeMetricFamily:
@@ -59,22 +83,24 @@ def gauge(name: str, doc: str, project: str, value: float, **labels: str) -> Gau
     return g
 
 
-async def connections(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+async def connections(
+    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
+) -> list[Metric]:
     await cur.execute(
         "SELECT COALESCE(state, 'unknown'), count(*) FROM pg_stat_activity"
         " WHERE backend_type = 'client backend' GROUP BY 1"
     )
     by_state = {s: 0 for s in STATES}
-    for state, n in await cur.fetchall():
-        key = state if state in STATES else "unknown"
+    for conn_state, n in await cur.fetchall():
+        key = conn_state if conn_state in STATES else "unknown"
         by_state[key] = by_state.get(key, 0) + n
     fam = GaugeMetricFamily(
         "supabase_db_connections",
         "Client connections by state (pg_stat_activity).",
         labels=["project", "state"],
     )
-    for state, n in sorted(by_state.items()):
-        fam.add_metric([p, state.replace(" ", "_").replace("(", "").replace(")", "")], n)
+    for conn_state, n in sorted(by_state.items()):
+        fam.add_metric([p, conn_state.replace(" ", "_").replace("(", "").replace(")", "")], n)
     await cur.execute(
         "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
     )
@@ -91,7 +117,9 @@ async def connections(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> li
     ]
 
 
-async def activity(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+async def activity(
+    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
+) -> list[Metric]:
     await cur.execute(
         "SELECT COALESCE(max(EXTRACT(EPOCH FROM now() - xact_start)), 0),"
         " count(*) FILTER (WHERE xact_start < now() - make_interval(secs => %s)),"
@@ -118,13 +146,17 @@ async def activity(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[
     ]
 
 
-async def database(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
-    await cur.execute(
-        "SELECT blks_hit, blks_read, xact_commit, xact_rollback, deadlocks, pg_database_size(datname)"
-        " FROM pg_stat_database WHERE datname = current_database()"
-    )
+async def database(
+    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
+) -> list[Metric]:
+    now = time.monotonic()
+    fresh = state.size is not None and now - state.size[0] < SIZE_EVERY
+    await cur.execute(DATABASE_STATS if fresh else DATABASE_STATS_AND_SIZE)
     row = await cur.fetchone()
     assert row is not None
+    if not fresh:
+        state.size = (now, int(row[5]))
+    assert state.size is not None
     out: list[Metric] = []
     for name, doc, v in (
         ("supabase_db_blocks_hit", "Buffer cache hits (pg_stat_database).", row[0]),
@@ -136,7 +168,14 @@ async def database(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[
         c = CounterMetricFamily(name, doc, labels=["project"])
         c.add_metric([p], v)
         out.append(c)
-    out.append(gauge("supabase_db_size_bytes", "Size of the database on disk.", p, row[5]))
+    out.append(
+        gauge(
+            "supabase_db_size_bytes",
+            "Size of the database on disk (measured at most once a minute).",
+            p,
+            state.size[1],
+        )
+    )
     if db.size_limit_bytes is not None:
         out.append(
             gauge(
@@ -149,7 +188,9 @@ async def database(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[
     return out
 
 
-async def wraparound(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+async def wraparound(
+    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
+) -> list[Metric]:
     await cur.execute("SELECT max(age(datfrozenxid)) FROM pg_database")
     row = await cur.fetchone()
     assert row is not None
@@ -165,7 +206,9 @@ async def wraparound(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> lis
     ]
 
 
-async def replication(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+async def replication(
+    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
+) -> list[Metric]:
     await cur.execute(
         "SELECT pg_is_in_recovery(),"
         " CASE WHEN pg_is_in_recovery() THEN EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END"
@@ -193,46 +236,60 @@ async def replication(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> li
     return out
 
 
-async def vacuum(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
-    await cur.execute(
-        "SELECT COALESCE(sum(n_dead_tup), 0), COALESCE(sum(n_live_tup), 0),"
-        " COALESCE(max(EXTRACT(EPOCH FROM now() - GREATEST(last_autovacuum, last_vacuum, last_analyze)))"
-        "   FILTER (WHERE n_dead_tup > 1000), 0)"
-        " FROM pg_stat_user_tables"
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return [
-        gauge(
-            "supabase_db_dead_tuples", "Dead rows waiting for vacuum, all user tables.", p, row[0]
-        ),
-        gauge("supabase_db_live_tuples", "Live rows, all user tables.", p, row[1]),
-        gauge(
-            "supabase_db_vacuum_age_seconds",
-            "Longest time since a table with over 1,000 dead rows was last vacuumed.",
-            p,
-            float(row[2]),
-        ),
-    ]
-
-
-async def statements(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+async def statements(
+    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
+) -> list[Metric]:
     n = db.top_statements
+    # Two top-N heaps over the statements, without texts (showtext := false: the text file is
+    # read only for statements not seen before), and one sum for "other".
     await cur.execute(
-        "WITH s AS ("
-        "  SELECT queryid, calls, total_exec_time, mean_exec_time, stddev_exec_time, max_exec_time, rows, query,"
-        "    rank() OVER (ORDER BY mean_exec_time DESC, queryid) AS by_mean,"
-        "    rank() OVER (ORDER BY total_exec_time DESC, queryid) AS by_total"
-        "  FROM pg_stat_statements"
+        "WITH s AS MATERIALIZED ("
+        "  SELECT queryid, calls, total_exec_time, mean_exec_time, max_exec_time, rows"
+        "  FROM pg_stat_statements(false)"
         "  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND queryid IS NOT NULL"
         ")"
-        " SELECT queryid::text, calls, total_exec_time, mean_exec_time, stddev_exec_time, max_exec_time, rows,"
-        "   left(query, 4000), by_mean <= %(n)s, by_total <= %(n)s FROM s WHERE by_mean <= %(n)s OR by_total <= %(n)s"
+        " (SELECT 'mean', queryid::text, calls, total_exec_time, mean_exec_time, max_exec_time, rows"
+        "   FROM s ORDER BY mean_exec_time DESC, queryid LIMIT %(n)s)"
         " UNION ALL"
-        " SELECT 'other', COALESCE(sum(calls), 0), COALESCE(sum(total_exec_time), 0), NULL, NULL, NULL,"
-        "   COALESCE(sum(rows), 0), NULL, false, false FROM s WHERE by_mean > %(n)s AND by_total > %(n)s",
+        " (SELECT 'total', queryid::text, calls, total_exec_time, mean_exec_time, max_exec_time, rows"
+        "   FROM s ORDER BY total_exec_time DESC, queryid LIMIT %(n)s)"
+        " UNION ALL"
+        " SELECT 'all', NULL, COALESCE(sum(calls), 0), COALESCE(sum(total_exec_time), 0), NULL, NULL,"
+        "   COALESCE(sum(rows), 0) FROM s",
         {"n": n},
     )
+    listed: dict[str, list[Any]] = {}
+    everything = (0.0, 0.0, 0.0)
+    for why, qid, c, tot, mn, mxv, r in await cur.fetchall():
+        if why == "all":
+            everything = (float(c), float(tot), float(r))
+        else:
+            row = listed.setdefault(qid, [qid, c, tot, mn, mxv, r, False, False])
+            row[6 if why == "mean" else 7] = True  # listed by mean, by total, or both
+    rows_: list[Any] = [*listed.values()]
+    rest = (
+        everything[0] - sum(float(x[1]) for x in rows_),
+        everything[1] - sum(float(x[2]) for x in rows_),
+        everything[2] - sum(float(x[5]) for x in rows_),
+    )
+    rows_.append(
+        ["other", max(rest[0], 0.0), max(rest[1], 0.0), None, None, max(rest[2], 0.0), False, False]
+    )
+    missing = [r[0] for r in rows_ if r[0] != "other" and r[0] not in state.texts]
+    if missing:
+        await cur.execute(
+            "SELECT queryid::text, left(query, 4000) FROM pg_stat_statements(true)"
+            " WHERE queryid = ANY(%s::bigint[])",
+            (missing,),
+        )
+        for qid, query in await cur.fetchall():
+            one_line = _SPACE.sub(" ", query or "")
+            state.texts[qid] = (
+                statement_text(one_line, db.statement_text_max),
+                *statement_shape(one_line),
+            )
+        while len(state.texts) > TEXT_CACHE:
+            state.texts.popitem(last=False)
     calls = CounterMetricFamily(
         "supabase_db_statement_calls",
         f"Calls per statement (pg_stat_statements): the top {n} by mean and by total time, the rest as queryid 'other'.",
@@ -263,31 +320,37 @@ async def statements(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> lis
         "Each listed statement: its normalized text (literals are $n), the tables it reads and the columns its predicates compare, and why it is listed.",
         labels=["project", "queryid"],
     )
-    for qid, c, tot, mn, _sd, mxv, r, query, top_mean, top_total in await cur.fetchall():
+    for qid, c, tot, mn, mxv, r, top_mean, top_total in rows_:
         calls.add_metric([p, qid], float(c))
         total.add_metric([p, qid], float(tot) / 1000)
         rows.add_metric([p, qid], float(r))
         if qid == "other":
             continue
+        state.texts.move_to_end(qid, last=True) if qid in state.texts else None
         mean.add_metric([p, qid], float(mn) / 1000)
         mx.add_metric([p, qid], float(mxv) / 1000)
-        text = statement_text(query or "", db.statement_text_max)
-        tables, cols = statement_shape(_SPACE.sub(" ", query or ""))
+        text, tables, cols = state.texts.get(qid, ("", "", ""))
         top = "mean,total" if top_mean and top_total else "mean" if top_mean else "total"
         info.add_metric(
-            [p, qid],
-            {"query": text, "tables": tables, "predicate_columns": cols, "top": top},
+            [p, qid], {"query": text, "tables": tables, "predicate_columns": cols, "top": top}
         )
     return [calls, total, rows, mean, mx, info]
 
 
-async def missing_indexes(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+async def tables(cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State) -> list[Metric]:
+    """Vacuum state and missing-index suspects, from one pass over pg_stat_user_tables (with
+    thousands of tables, each pass costs a stats lookup per table)."""
     mi = db.missing_index
     await cur.execute(
-        "SELECT schemaname || '.' || relname, seq_scan, COALESCE(idx_scan, 0), n_live_tup, seq_tup_read"
-        " FROM pg_stat_user_tables"
-        " WHERE n_live_tup >= %s AND seq_scan >= %s AND seq_scan > %s * COALESCE(idx_scan, 0)"
-        " ORDER BY seq_tup_read DESC LIMIT %s",
+        "WITH t AS MATERIALIZED (SELECT * FROM pg_stat_user_tables)"
+        " SELECT 'sum', NULL, COALESCE(sum(n_dead_tup), 0), COALESCE(sum(n_live_tup), 0),"
+        "   COALESCE(max(EXTRACT(EPOCH FROM now() - GREATEST(last_autovacuum, last_vacuum, last_analyze)))"
+        "     FILTER (WHERE n_dead_tup > 1000), 0), NULL"
+        " FROM t"
+        " UNION ALL"
+        " (SELECT 'suspect', schemaname || '.' || relname, seq_scan, COALESCE(idx_scan, 0), n_live_tup, seq_tup_read"
+        "  FROM t WHERE n_live_tup >= %s AND seq_scan >= %s AND seq_scan > %s * COALESCE(idx_scan, 0)"
+        "  ORDER BY seq_tup_read DESC LIMIT %s)",
         (mi.min_rows, mi.min_seq_scans, mi.ratio, mi.max_tables),
     )
     suspects = GaugeMetricFamily(
@@ -300,10 +363,28 @@ async def missing_indexes(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -
         "Live rows of each missing-index suspect.",
         labels=["project", "table"],
     )
-    for table, seq, idx, live, _read in await cur.fetchall():
-        suspects.add_metric([p, table], seq / (idx + 1))
-        table_rows.add_metric([p, table], float(live))
-    return [suspects, table_rows]
+    out: list[Metric] = [suspects, table_rows]
+    for kind, table, a, b, c, _read in await cur.fetchall():
+        if kind == "sum":
+            out += [
+                gauge(
+                    "supabase_db_dead_tuples",
+                    "Dead rows waiting for vacuum, all user tables.",
+                    p,
+                    float(a),
+                ),
+                gauge("supabase_db_live_tuples", "Live rows, all user tables.", p, float(b)),
+                gauge(
+                    "supabase_db_vacuum_age_seconds",
+                    "Longest time since a table with over 1,000 dead rows was last vacuumed.",
+                    p,
+                    float(c),
+                ),
+            ]
+        else:
+            suspects.add_metric([p, table], a / (b + 1))
+            table_rows.add_metric([p, table], float(c))
+    return out
 
 
 DEFAULT_ACTIVE_USERS = (
@@ -312,7 +393,9 @@ DEFAULT_ACTIVE_USERS = (
 )
 
 
-async def active_users(cur: psycopg.AsyncCursor[Any], db: Database, p: str) -> list[Metric]:
+async def active_users(
+    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
+) -> list[Metric]:
     await cur.execute(db.active_users_query or DEFAULT_ACTIVE_USERS)
     row = await cur.fetchone()
     if row is None or len(row) < 2:
@@ -333,8 +416,7 @@ COLLECTORS: dict[str, Collector] = {
     "database": database,
     "wraparound": wraparound,
     "replication": replication,
-    "vacuum": vacuum,
+    "tables": tables,
     "statements": statements,
-    "missing_indexes": missing_indexes,
     "active_users": active_users,
 }
