@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from compose.demo import demo_supabase_management, demo_uptime_config, demo_vercel_config
+from compose.demo import (
+    demo_project_metrics,
+    demo_supabase_management,
+    demo_uptime_config,
+    demo_vercel_config,
+)
 from compose.demo import dump as dump_uptime
 from compose.prometheus_config import dump, prometheus_config
 
@@ -25,6 +30,9 @@ SUPABASE = {
     ],
     "management": demo_supabase_management(
         "http://supabase-api:9785", "/run/secrets/supabase_access_token"
+    ),
+    "project_metrics": demo_project_metrics(
+        "http://supabase-api:9785", "/run/secrets/supabase_keys"
     ),
 }
 SUPABASE_HEADER = (
@@ -58,6 +66,7 @@ def render() -> str:
             recorder="recorder:9700",
             vercel="vercel:9703",
             supabase="supabase:9704",
+            supabase_projects_sd="http://supabase:9704/sd",
         ),
         HEADER,
     )

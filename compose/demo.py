@@ -135,6 +135,25 @@ def ensure_demo_certificate(directory: Path) -> tuple[Path, Path]:
 DEMO_SUPABASE_REF = "wsinfrademo0000000001"  # tests/fakes/supabase_api.py serves it
 
 
+DEMO_SUPABASE_KEY = "sb_secret_demo00000000000000000000"
+
+
+def demo_project_metrics(api_url: str, keys_dir: str) -> dict[str, Any]:
+    return {
+        "url_template": api_url.rstrip("/")
+        + "/metrics-endpoint/{ref}/customer/v1/privileged/metrics",
+        "keys_dir": keys_dir,
+        "projects": [DEMO_SUPABASE_REF],
+    }
+
+
+def write_demo_supabase_keys(keys_dir: Path) -> None:
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    path = keys_dir / DEMO_SUPABASE_REF
+    path.write_text(DEMO_SUPABASE_KEY + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
 def demo_supabase_management(api_url: str, token_file: str) -> dict[str, Any]:
     return {
         "base_url": api_url.rstrip("/"),

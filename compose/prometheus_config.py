@@ -23,6 +23,7 @@ def prometheus_config(
     recorder: str,
     vercel: str | None = None,
     supabase: str | None = None,
+    supabase_projects_sd: str | None = None,
 ) -> dict[str, Any]:
     """`uptime_by_region`: region → host:port of that region's uptime exporter."""
     return {
@@ -68,6 +69,23 @@ def prometheus_config(
                     }
                 ]
                 if supabase
+                else []
+            ),
+            # Supabase's own per-project metrics, through the exporter (which holds the keys):
+            # targets from its HTTP SD, one scrape per project. Supabase updates them each minute.
+            *(
+                [
+                    {
+                        "job_name": "supabase-projects",
+                        "scrape_interval": "60s",
+                        "scrape_timeout": "20s",
+                        "metrics_path": "/probe",
+                        "http_sd_configs": [
+                            {"url": supabase_projects_sd, "refresh_interval": "1m"}
+                        ],
+                    }
+                ]
+                if supabase_projects_sd
                 else []
             ),
             {"job_name": "prometheus", "static_configs": [{"targets": [self_address]}]},

@@ -85,7 +85,7 @@ def make_app(state: SupabaseApiState, *, health_path: bool = False) -> web.Appli
 
     @web.middleware
     async def strict(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path == "/-/healthy":
+        if request.path == "/-/healthy" or request.path.startswith("/metrics-endpoint/"):
             return await handler(request)
         query: dict[str, list[str]] = {}
         for k, v in request.query.items():
@@ -226,8 +226,14 @@ def demo_state(token: str) -> SupabaseApiState:
     return state
 
 
-async def _serve(listen: str, token: str) -> None:
-    runner = web.AppRunner(make_app(demo_state(token), health_path=True), access_log=None)
+async def _serve(listen: str, token: str, keys: dict[str, str] | None) -> None:
+    app = make_app(demo_state(token), health_path=True)
+    if keys is not None:
+        # The demo's per-project metrics endpoint too (tests/fakes/supabase_metrics.py).
+        from tests.fakes.supabase_metrics import make_app as metrics_app
+
+        app.add_subapp("/metrics-endpoint/", metrics_app(keys))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = listen.rpartition(":")
     await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
@@ -244,10 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fakes.supabase_api")
     p.add_argument("--listen", default="127.0.0.1:19785")
     p.add_argument("--token-file", required=True)
+    p.add_argument("--keys-dir", help="also serve per-project metrics for the keys in this folder")
     args = p.parse_args(argv)
     token = Path(args.token_file).read_text().strip()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.listen, token))
+        keys = (
+            {p.name: p.read_text().strip() for p in Path(args.keys_dir).iterdir() if p.is_file()}
+            if args.keys_dir
+            else None
+        )
+        asyncio.run(_serve(args.listen, token, keys))
     return 0
 
 

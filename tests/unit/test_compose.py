@@ -44,7 +44,8 @@ def test_secrets_are_declared_and_have_examples() -> None:
     declared = DOC["secrets"]
     for name, svc in DOC["services"].items():
         for secret in svc.get("secrets", []):
-            assert secret in declared, f"{name}: secret {secret} not declared"
+            source = secret["source"] if isinstance(secret, dict) else secret  # long syntax
+            assert source in declared, f"{name}: secret {source} not declared"
     for secret, spec in declared.items():
         example = (COMPOSE / spec["file"]).with_name(Path(spec["file"]).name + ".example")
         assert example.is_file(), f"{secret}: no {example}"
@@ -189,3 +190,6 @@ def test_compose_supabase_config_is_valid_and_its_database_preloads_pg_stat_stat
     assert str(cfg.management.token_file) == "/run/secrets/supabase_access_token"
     assert "supabase_access_token" in DOC["services"]["supabase"]["secrets"]
     assert "supabase_access_token" in DOC["services"]["supabase-api"]["secrets"]
+    assert cfg.project_metrics is not None
+    keys = {s["target"] for s in DOC["services"]["supabase"]["secrets"] if isinstance(s, dict)}
+    assert {f"{cfg.project_metrics.keys_dir}/{ref}" for ref in cfg.project_metrics.projects} <= keys
