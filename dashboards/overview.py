@@ -120,6 +120,20 @@ DASHBOARD = Dashboard(
             thresholds=CACHE_STEPS,
             links=[runbook("VercelCacheHitRatioLow")],
         ),
+        stat(
+            "Database",
+            "1 if every database the Supabase exporter watches answered its last scrape.",
+            "none",
+            [Prom("min(supabase_up)", instant=True)],
+            thresholds=[(None, "red"), (1, "green")],
+            links=[runbook("SupabaseDatabaseDown")],
+        ),
+        stat(
+            "Active users (30 days)",
+            "Users who signed in within 30 days (auth.users), the denominator of cost per active user.",
+            "none",
+            [Prom('sum(supabase_active_users{window="30d"})', instant=True)],
+        ),
         table(
             "Monitoring components",
             "Every scrape target: 1 = answering. The Vercel exporter's vercel_up says whether its deployment data is fresh.",

@@ -57,6 +57,7 @@ def test_the_expected_dashboards_exist() -> None:
         "wsinfra-uptime",
         "wsinfra-vercel",
         "wsinfra-deployments",
+        "wsinfra-database",
     }
 
 

@@ -79,8 +79,8 @@ class Webhooks:
         self.url = recorder.rstrip("/") + "/webhooks/deployments/vercel"
         self.secret = secret
         self.team_id = team_id
-        # The first call replays the last day, so the recorder has history to show.
-        self.since_ms = int((state.clock() - 86400) * 1000)
+        # The first call replays the last six hours, so the recorder has history to show.
+        self.since_ms = int((state.clock() - 6 * 3600) * 1000)
 
     def send_due(self, client: httpx.Client) -> None:
         now_ms = int(self.state.clock() * 1000)
@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--platform-control", help="host:port of the demo platform's control API")
     p.add_argument("--recorder", help="base URL of the recorder: deployment webhooks go there")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between drain rounds")
-    p.add_argument("--deploy-every", type=float, default=300.0, help="seconds between deployments")
+    # Every minute: a demo (and the dashboard tests) see builds finish within a minute or two.
+    p.add_argument("--deploy-every", type=float, default=60.0, help="seconds between deployments")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):

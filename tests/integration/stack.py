@@ -57,6 +57,14 @@ class Stack:
             check=False,
         )
 
+    @property
+    def config_dir(self) -> Path:
+        return Path(self.env["WSINFRA_CONFIG_DIR"])
+
+    @property
+    def run_dir_path(self) -> Path:
+        return Path(self.env["WSINFRA_RUN_DIR"])
+
     def url(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
 
@@ -77,15 +85,18 @@ class Stack:
         return "\n".join(out)
 
 
-def running_stack(tmp_path: Path, prepare: Callable[[Path], None] | None = None) -> Iterator[Stack]:
-    """Start the DEMO stack; `prepare` may first write files into its config directory."""
+def running_stack(
+    tmp_path: Path, prepare: Callable[[Stack], None] | None = None
+) -> Iterator[Stack]:
+    """Start the DEMO stack; `prepare` may first write files into its config directory
+    (`Stack.config_dir`), knowing the ports it will use."""
     binary("prometheus")
     binary("prometheus-alertmanager", "alertmanager")
     binary("amtool")
     binary("promtool")
     s = Stack(tmp_path)
     if prepare is not None:
-        prepare(Path(s.env["WSINFRA_CONFIG_DIR"]))
+        prepare(s)
     res = s.cli("up")
     assert res.returncode == 0, res.stdout + res.stderr + s.logs()
     assert "DEMO" in res.stdout

@@ -12,11 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from psycopg.conninfo import make_conninfo
 
 from compose.database import admin_conninfo
 from dashboards.build import GENERATED
 from tests.integration.stack import Stack, running_stack, wait_for
+from tests.pg_cluster import Cluster, throwaway_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,6 +33,7 @@ VARS = {
     "__interval": "15s",
 }
 DEMO_TARGETS = 6
+VARS.update({"database": ".*", "supabase_project": ".*"})
 # Panels listing one row per uptime target: (dashboard, panel title).
 PER_TARGET = {
     ("wsinfra-uptime", "Targets now"),
@@ -70,8 +73,51 @@ def queries(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from running_stack(tmp_path_factory.mktemp("dash"))
+def shop() -> Iterator[Cluster]:
+    """A database with pg_stat_statements and a table read without its index, so the slow
+    statement and missing-index panels have rows (the machine's PostgreSQL may not preload
+    pg_stat_statements)."""
+    with throwaway_cluster({"shared_preload_libraries": "pg_stat_statements"}) as c:
+        with psycopg.connect(c.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            conn.execute(
+                "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int, total numeric)"
+            )
+            conn.execute(
+                "INSERT INTO orders (customer_id, total) SELECT g %% 5000, g FROM generate_series(1, 50000) g",
+                (),
+            )
+            conn.execute("ANALYZE orders")
+            # Supabase's auth.users, for the active-user counts.
+            conn.execute("CREATE SCHEMA auth")
+            conn.execute("CREATE TABLE auth.users (id uuid PRIMARY KEY, last_sign_in_at timestamptz)")
+            conn.execute(
+                "INSERT INTO auth.users SELECT gen_random_uuid(), now() - (g || ' hours')::interval"
+                " FROM generate_series(1, 50) g"
+            )
+            for i in range(60):
+                conn.execute("SELECT count(*) FROM orders WHERE customer_id = %s", (i,))
+        yield c
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, shop: Cluster) -> Iterator[Stack]:
+    def watch_the_shop(s: Stack) -> None:
+        # The DEMO's Supabase parts (Management API, project metrics) plus the shop database.
+        from compose import demo
+
+        secrets = s.run_dir_path / "demo" / "secrets"
+        api = f"http://127.0.0.1:{s.ports['SUPABASE_API']}"
+        doc = {
+            "databases": [{"name": "shop", "conninfo": shop.dsn()}],
+            "management": demo.demo_supabase_management(
+                api, str(secrets / "supabase_access_token")
+            ),
+            "project_metrics": demo.demo_project_metrics(api, str(secrets / "supabase_keys")),
+        }
+        (s.config_dir / "supabase.yaml").write_text(yaml.safe_dump(doc))
+
+    yield from running_stack(tmp_path_factory.mktemp("dash"), prepare=watch_the_shop)
 
 
 def test_every_panel_query_returns_data(stack: Stack) -> None:
@@ -86,6 +132,8 @@ def test_every_panel_query_returns_data(stack: Stack) -> None:
             and stack.query("project:vercel_web_vital_cls:p75_rate30m")
             and stack.query("project_region:vercel_cache_hits:ratio_rate30m")
             and stack.query("vercel_production_deployment_info")
+        # A build seen finishing: deployments in flight at start complete within ~2 minutes.
+        and stack.query("vercel_deployment_build_duration_seconds_count > 0")
             and len(stack.query("uptime_probe_success")) == 2 * DEMO_TARGETS
         ),
         timeout=150,

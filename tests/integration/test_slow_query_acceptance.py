@@ -91,14 +91,14 @@ def slack(stack: Stack, prefix: str) -> list[dict[str, Any]]:
 def test_a_slow_query_is_named_recorded_and_resolved_by_an_index(
     shop: Cluster, tmp_path: Path
 ) -> None:
-    def watch_the_shop(config_dir: Path) -> None:
+    def watch_the_shop(s: Stack) -> None:
         db = {
             "name": "shop",
             "conninfo": shop.dsn(),
             "statement_timeout": "2s",
             "scrape_budget": "8s",
         }
-        (config_dir / "supabase.yaml").write_text(yaml.safe_dump({"databases": [db]}))
+        (s.config_dir / "supabase.yaml").write_text(yaml.safe_dump({"databases": [db]}))
 
     stacks = running_stack(tmp_path, prepare=watch_the_shop)
     stack = next(stacks)
