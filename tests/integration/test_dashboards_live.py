@@ -90,7 +90,9 @@ def shop() -> Iterator[Cluster]:
             conn.execute("ANALYZE orders")
             # Supabase's auth.users, for the active-user counts.
             conn.execute("CREATE SCHEMA auth")
-            conn.execute("CREATE TABLE auth.users (id uuid PRIMARY KEY, last_sign_in_at timestamptz)")
+            conn.execute(
+                "CREATE TABLE auth.users (id uuid PRIMARY KEY, last_sign_in_at timestamptz)"
+            )
             conn.execute(
                 "INSERT INTO auth.users SELECT gen_random_uuid(), now() - (g || ' hours')::interval"
                 " FROM generate_series(1, 50) g"
@@ -132,8 +134,8 @@ def test_every_panel_query_returns_data(stack: Stack) -> None:
             and stack.query("project:vercel_web_vital_cls:p75_rate30m")
             and stack.query("project_region:vercel_cache_hits:ratio_rate30m")
             and stack.query("vercel_production_deployment_info")
-        # A build seen finishing: deployments in flight at start complete within ~2 minutes.
-        and stack.query("vercel_deployment_build_duration_seconds_count > 0")
+            # A build seen finishing: deployments in flight at start complete within ~2 minutes.
+            and stack.query("vercel_deployment_build_duration_seconds_count > 0")
             and len(stack.query("uptime_probe_success")) == 2 * DEMO_TARGETS
         ),
         timeout=150,
