@@ -20,6 +20,7 @@ command -v git >/dev/null || need_apt+=(git)
 if [ "${WSINFRA_BENCH:-0}" = 1 ]; then
   command -v prometheus-blackbox-exporter >/dev/null || need_apt+=(prometheus-blackbox-exporter)
   command -v wrk >/dev/null || need_apt+=(wrk)
+  command -v prometheus-postgres-exporter >/dev/null || need_apt+=(prometheus-postgres-exporter)
 fi
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null; then
