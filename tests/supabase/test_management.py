@@ -213,3 +213,15 @@ async def test_a_full_refresh_produces_exactly_the_declared_series(rig: Rig) -> 
     assert await rig.poller.refresh()
     names = {n for (n, _) in rig.metrics()} - {"supabase_build_info"}
     assert names == SAMPLE_NAMES
+
+
+@pytest.mark.integration
+async def test_management_output_passes_promtool(rig: Rig, promtool: str) -> None:
+    import subprocess
+
+    assert await rig.poller.refresh()
+    text = render({}, rig.poller)
+    res = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, check=False
+    )
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()

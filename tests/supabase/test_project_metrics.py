@@ -103,3 +103,19 @@ def test_config_refuses_a_template_without_ref(tmp_path: Path) -> None:
                 }
             }
         )
+
+
+@pytest.mark.integration
+async def test_probe_output_passes_promtool(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, promtool: str
+) -> None:
+    import subprocess
+
+    c = await client_for(
+        aiohttp_client, aiohttp_server, tmp_path, {"projone": KEY}, {"projone": KEY}
+    )
+    body = await (await c.get("/probe", params={"project": "projone"})).read()
+    res = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, check=False
+    )
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
