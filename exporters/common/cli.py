@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from exporters.common.config import ConfigError, load_config
+from exporters.common.logging import configure
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -86,3 +87,37 @@ def load_for_cli(path: Path, model: type[M], prepare: Callable[[M], T]) -> tuple
     except OSError as exc:
         print(f"invalid config {path}: cannot read secret file: {exc.strerror}", file=sys.stderr)
     return None
+
+
+def exporter_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    default_port: int,
+    model: type[M],
+    prepare: Callable[[M], T],
+    summary: Callable[[M, T], str],
+    make_app: Callable[[M, T], web.Application],
+    log: logging.Logger,
+    **runner_kwargs: Any,
+) -> int:
+    """What every exporter's `main` does: flags, logging, the config and its secrets checked
+    before a port is bound (exit 2 listing what is wrong), --check-config, then serve."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_common_flags(parser, default_port)
+    parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    args = parser.parse_args(argv)
+    configure(args.log_level, args.log_format)
+    loaded = load_for_cli(args.config, model, prepare)
+    if loaded is None:
+        return 2
+    cfg, extra = loaded
+    text = summary(cfg, extra)
+    if args.check_config:
+        print(f"{args.config}: OK ({text})")
+        return 0
+    host, port = args.listen
+    log.info("config loaded", extra={"summary": text, "listen": f"{host}:{port}"})
+    run(serve(lambda: make_app(cfg, extra), host, port, log, **runner_kwargs))
+    return 0
