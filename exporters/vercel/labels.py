@@ -132,6 +132,3 @@ class Routes:
                 seen.add(route)
                 return route
         return "other"
-
-    def admitted(self, project: str) -> int:
-        return len(self._admitted.get(project, ()))

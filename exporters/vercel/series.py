@@ -43,9 +43,6 @@ class BatchCounter:
             for key in keys:
                 self._values.setdefault(key, 0.0)
 
-    def value(self, key: Labels) -> float:
-        return self._values.get(key, 0.0)
-
     def collect(self) -> Metric:
         fam = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         with self._lock:
@@ -96,10 +93,6 @@ class BatchHistogram:
                 else:
                     for i, d in enumerate(delta):
                         row[i] += d
-
-    def count(self, key: Labels) -> float:
-        row = self._rows.get(key)
-        return row[-1] if row else 0.0
 
     def collect(self) -> Metric:
         fam = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
