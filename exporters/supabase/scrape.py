@@ -64,7 +64,6 @@ class Outcome:
     metrics: list[Metric] = field(default_factory=list)
     success: dict[str, bool] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
     duration: float = 0.0
 
 
@@ -112,12 +111,10 @@ class DatabaseScraper:
             async with asyncio.timeout(self.db.scrape_budget):
                 await asyncio.gather(*(self._run(group, out) for group in self._groups()))
         except (PoolTimeout, psycopg.OperationalError) as exc:
-            out.errors.setdefault("connect", type(exc).__name__)
             log.warning(
                 "database unreachable", extra={"project": self.db.name, "error": type(exc).__name__}
             )
         except TimeoutError:
-            out.errors.setdefault("budget", "scrape budget exceeded")
             log.warning(
                 "scrape budget exceeded",
                 extra={"project": self.db.name, "budget": self.db.scrape_budget},
@@ -158,7 +155,6 @@ class DatabaseScraper:
                 # Permission denied, a missing extension or table, a statement timeout: this
                 # collector fails, the others still run.
                 out.success[name] = False
-                out.errors[name] = exc.sqlstate or type(exc).__name__
                 log.warning(
                     "collector failed",
                     extra={

@@ -326,7 +326,8 @@ async def statements(
         rows.add_metric([p, qid], float(r))
         if qid == "other":
             continue
-        state.texts.move_to_end(qid, last=True) if qid in state.texts else None
+        if qid in state.texts:
+            state.texts.move_to_end(qid)  # recently listed: kept longest
         mean.add_metric([p, qid], float(mn) / 1000)
         mx.add_metric([p, qid], float(mxv) / 1000)
         text, tables, cols = state.texts.get(qid, ("", "", ""))

@@ -31,7 +31,7 @@ from exporters.vercel.trace_drain import TraceDrain, resources_from_json, resour
 log = logging.getLogger("exporters.vercel.drains")
 
 DRAINS = ("logs", "traces", "speed_insights")
-OUTCOMES = ("accepted", "bad_signature", "malformed", "too_large", "unsupported")
+OUTCOMES = ("accepted", "bad_signature", "malformed", "too_large")
 PROTOBUF = "application/x-protobuf"
 
 
