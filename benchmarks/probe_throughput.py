@@ -16,7 +16,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,15 +24,10 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks.procstat import cpu_seconds, rss_bytes
+from compose.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 15.0) -> None:

@@ -20,10 +20,23 @@ class StackError(Exception):
     pass
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, never one this process handed out before.
+
+    The kernel may offer the same ephemeral port to two successive bind(0) calls once the
+    first socket is closed, so a stack that asks for a dozen ports could get one twice
+    (CI once saw the sink and Alertmanager given the same port)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise StackError("no free loopback port found in 100 tries")
 
 
 def find_binary(*names: str) -> str:
