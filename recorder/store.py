@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -197,3 +198,68 @@ class PgStore:
                 return await migrate.current(conn) == migrate.head()
         except (psycopg.OperationalError, PoolTimeout):
             return False
+
+
+@dataclass(frozen=True, slots=True)
+class CostRow:
+    """One row of the spec's cost_tracking: a provider's service category over a billing period
+    (a UTC month; `billing_period_end` is exclusive, as in FOCUS)."""
+
+    service_provider: str
+    service_category: str
+    billing_period_start: date
+    billing_period_end: date
+    usage_quantity: Decimal
+    usage_unit: str
+    cost_usd: Decimal
+    projected_monthly_cost: Decimal | None
+    usage_tier: str | None
+    cost_notes: str
+
+
+_UPSERT_COST = """
+INSERT INTO cost_tracking (
+    service_provider, service_category, billing_period_start, billing_period_end, usage_quantity,
+    usage_unit, cost_usd, projected_monthly_cost, usage_tier, cost_notes
+) VALUES (
+    %(service_provider)s, %(service_category)s, %(billing_period_start)s, %(billing_period_end)s,
+    %(usage_quantity)s, %(usage_unit)s, %(cost_usd)s, %(projected_monthly_cost)s, %(usage_tier)s,
+    %(cost_notes)s
+)
+ON CONFLICT (service_provider, service_category, billing_period_start, billing_period_end) DO UPDATE SET
+    usage_quantity = EXCLUDED.usage_quantity,
+    usage_unit = EXCLUDED.usage_unit,
+    cost_usd = EXCLUDED.cost_usd,
+    projected_monthly_cost = EXCLUDED.projected_monthly_cost,
+    usage_tier = EXCLUDED.usage_tier,
+    cost_notes = EXCLUDED.cost_notes,
+    recorded_at = now()
+"""
+
+# A category restated away (its charges moved or were credited out of existence) must not
+# linger: the period's rows for that provider become exactly what was written.
+_DELETE_STALE_COSTS = """
+DELETE FROM cost_tracking
+WHERE service_provider = %s AND billing_period_start = %s AND billing_period_end = %s
+  AND NOT (service_category = ANY(%s))
+"""
+
+
+async def write_costs(
+    conn: psycopg.AsyncConnection[Any],
+    periods: list[tuple[date, date]],
+    providers: list[str],
+    rows: list[CostRow],
+) -> None:
+    """Make cost_tracking hold exactly `rows` for these periods and providers, in one transaction."""
+    async with conn.transaction(), conn.cursor() as cur:
+        for start, end in periods:
+            for provider in providers:
+                cats = [
+                    r.service_category
+                    for r in rows
+                    if r.service_provider == provider and r.billing_period_start == start
+                ]
+                await cur.execute(_DELETE_STALE_COSTS, (provider, start, end, cats))
+        if rows:
+            await cur.executemany(_UPSERT_COST, [asdict(r) for r in rows])

@@ -1,0 +1,3 @@
+from exporters.billing.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""billing_* metric families from the poller's last snapshot (costs in US dollars)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+from exporters.billing.figures import days_in_month
+from exporters.billing.focus import REJECT_REASONS
+from exporters.billing.poller import BillingPoller
+from exporters.billing.sources import ERROR_REASONS
+from exporters.common.build_info import build_info
+
+CACHED = "Refreshed in the background (hourly by default); /metrics serves the last refresh."
+
+# Every sample name the exporter can produce (tests check this against a live refresh).
+SAMPLE_NAMES = frozenset(
+    {
+        "billing_build_info",
+        "billing_up",
+        "billing_source_up",
+        "billing_source_last_success_timestamp_seconds",
+        "billing_source_refresh_duration_seconds",
+        "billing_source_newest_data_timestamp_seconds",
+        "billing_source_max_data_age_seconds",
+        "billing_source_requests_total",
+        "billing_source_errors_total",
+        "billing_rows_total",
+        "billing_rows_rejected_total",
+        "billing_month_to_date_billed_cost_usd",
+        "billing_month_to_date_effective_cost_usd",
+        "billing_month_to_date_service_cost_usd",
+        "billing_monthly_budget_usd",
+        "billing_month_end_projected_cost_usd",
+        "billing_usage_run_rate_usd_per_day",
+        "billing_previous_month_cost_usd",
+        "billing_last_day_usage_cost_usd",
+        "billing_daily_usage_baseline_usd",
+        "billing_month_elapsed_ratio",
+        "billing_cost_tracking_last_success_timestamp_seconds",
+        "billing_cost_tracking_errors_total",
+    }
+)
+
+
+def collect(
+    p: BillingPoller, cost_tracking: tuple[float | None, dict[str, int]] | None
+) -> Iterable[Metric]:
+    ver, rev = build_info()
+    info = InfoMetricFamily("billing_build", "Version of the wsinfra billing exporter.")
+    info.add_metric([], {"version": ver, "revision": rev})
+    yield info
+    yield GaugeMetricFamily(
+        "billing_up",
+        "1 if every source's last refresh succeeded. " + CACHED,
+        value=1.0 if p.up() else 0.0,
+    )
+    up = GaugeMetricFamily(
+        "billing_source_up", "1 if the source's last refresh succeeded.", labels=["source"]
+    )
+    last = GaugeMetricFamily(
+        "billing_source_last_success_timestamp_seconds",
+        "When the source last delivered without error.",
+        labels=["source"],
+    )
+    dur = GaugeMetricFamily(
+        "billing_source_refresh_duration_seconds",
+        "How long the source's last refresh took.",
+        labels=["source"],
+    )
+    newest = GaugeMetricFamily(
+        "billing_source_newest_data_timestamp_seconds",
+        "End of the newest charge period the source has delivered.",
+        labels=["source"],
+    )
+    age = GaugeMetricFamily(
+        "billing_source_max_data_age_seconds",
+        "Configured: the source has stopped delivering once its newest data is older than this.",
+        labels=["source"],
+    )
+    reqs = CounterMetricFamily(
+        "billing_source_requests", "HTTP requests made to the source's API.", labels=["source"]
+    )
+    errs = CounterMetricFamily(
+        "billing_source_errors",
+        "Failed refreshes of the source, by reason.",
+        labels=["source", "reason"],
+    )
+    rows = CounterMetricFamily(
+        "billing_rows", "FOCUS rows accepted (each refresh re-reads its window).", labels=["source"]
+    )
+    rej = CounterMetricFamily(
+        "billing_rows_rejected",
+        "FOCUS rows skipped (not summed), by reason: missing or bad column, other currency, …",
+        labels=["source", "reason"],
+    )
+    for name, st in sorted(p.state.items()):
+        up.add_metric([name], 1.0 if st.last_attempt_ok else 0.0)
+        if st.last_success is not None:
+            last.add_metric([name], st.last_success)
+        if st.refresh_seconds is not None:
+            dur.add_metric([name], st.refresh_seconds)
+        if st.newest_data is not None:
+            newest.add_metric([name], st.newest_data)
+        age.add_metric([name], st.max_data_age)
+        reqs.add_metric([name], st.requests)
+        for reason in ERROR_REASONS:
+            errs.add_metric([name, reason], st.errors.get(reason, 0))
+        rows.add_metric([name], st.rows)
+        for reason in REJECT_REASONS:
+            rej.add_metric([name, reason], st.rejected.get(reason, 0))
+    yield from (up, last, dur, newest, age, reqs, errs, rows, rej)
+    yield GaugeMetricFamily(
+        "billing_monthly_budget_usd",
+        "The configured monthly budget, US dollars.",
+        value=float(p.cfg.monthly_budget_usd),
+    )
+    if cost_tracking is not None:
+        ok_at, errors = cost_tracking
+        if ok_at is not None:
+            yield GaugeMetricFamily(
+                "billing_cost_tracking_last_success_timestamp_seconds",
+                "When cost_tracking was last written.",
+                value=ok_at,
+            )
+        ct = CounterMetricFamily(
+            "billing_cost_tracking_errors",
+            "Failed writes to cost_tracking, by reason.",
+            labels=["reason"],
+        )
+        for reason in ("unavailable", "schema"):
+            ct.add_metric([reason], errors.get(reason, 0))
+        yield ct
+    snap = p.snapshot
+    if snap is None:
+        return
+    labels = ["provider", "service_category", "charge_category"]
+    billed = GaugeMetricFamily(
+        "billing_month_to_date_billed_cost_usd",
+        "This UTC month's billed cost so far (invoice basis), US dollars. " + CACHED,
+        labels=labels,
+    )
+    effective = GaugeMetricFamily(
+        "billing_month_to_date_effective_cost_usd",
+        "This UTC month's effective cost so far (after discounts, amortised), US dollars. "
+        + CACHED,
+        labels=labels,
+    )
+    for (prov, svc_cat, charge), t in sorted(
+        snap.current.by("provider", "service_category", "charge_category").items()
+    ):
+        billed.add_metric([prov, svc_cat, charge], float(t.billed))
+        effective.add_metric([prov, svc_cat, charge], float(t.effective))
+    services = GaugeMetricFamily(
+        "billing_month_to_date_service_cost_usd",
+        'This month\'s effective cost by service: the top N services, the rest as service="other". '
+        + CACHED,
+        labels=["provider", "service"],
+    )
+    for (prov, service), cost in sorted(snap.services.items()):
+        services.add_metric([prov, service], float(cost))
+    proj = GaugeMetricFamily(
+        "billing_month_end_projected_cost_usd",
+        "Projected month-end billed cost: month to date plus the 7-day usage run rate times the days "
+        "left (method usage_run_rate_7d), or the month's own total where the provider bills by "
+        "the month (method billed_whole_month). " + CACHED,
+        labels=["provider", "method"],
+    )
+    rate = GaugeMetricFamily(
+        "billing_usage_run_rate_usd_per_day",
+        "Mean daily usage cost over the last 7 complete UTC days. " + CACHED,
+        labels=["provider"],
+    )
+    for prov, v in sorted(snap.current.projection.items()):
+        proj.add_metric([prov, snap.current.method[prov]], float(v))
+        rate.add_metric([prov], float(snap.current.run_rate[prov]))
+    prev = GaugeMetricFamily(
+        "billing_previous_month_cost_usd",
+        "Last UTC month's billed cost (as restated so far), US dollars. " + CACHED,
+        labels=["provider"],
+    )
+    for prov in snap.previous.providers():
+        prev.add_metric([prov], float(snap.previous.billed(prov)))
+    day = GaugeMetricFamily(
+        "billing_last_day_usage_cost_usd",
+        "Yesterday's (UTC) usage cost, US dollars. " + CACHED,
+        labels=["provider"],
+    )
+    base = GaugeMetricFamily(
+        "billing_daily_usage_baseline_usd",
+        "Mean daily usage cost over the 14 days before yesterday, US dollars. " + CACHED,
+        labels=["provider"],
+    )
+    for prov, s in sorted(snap.spikes.items()):
+        day.add_metric([prov], float(s.cost))
+        base.add_metric([prov], float(s.baseline))
+    elapsed = (snap.today - snap.current.start).days / days_in_month(snap.current.start)
+    yield from (billed, effective, services, proj, rate, prev, day, base)
+    yield GaugeMetricFamily(
+        "billing_month_elapsed_ratio",
+        "Share of the UTC month completed (whole days before today / days in the month).",
+        value=elapsed,
+    )
