@@ -52,6 +52,8 @@ class Month:
     projection: dict[str, Decimal] = field(default_factory=dict)
     run_rate: dict[str, Decimal] = field(default_factory=dict)
     method: dict[str, str] = field(default_factory=dict)
+    # Charges already known for the rest of the month (monthly rows spread over their days).
+    ahead: dict[Key, Totals] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -100,7 +102,7 @@ def month(ledger: Ledger, start: date, today: date) -> Month:
     left = Decimal((end - today).days)  # today counts as left: its data is partial
     # A provider whose charges already reach past today (a monthly invoice spread over its
     # days) has told us its month: project that total rather than extrapolate.
-    ahead = ledger.total(today + timedelta(days=1), end)
+    ahead = m.ahead = ledger.total(today + timedelta(days=1), end)
     whole = {k.provider for k in ahead}
     for provider in sorted(set(m.providers()) | set(usage)):
         if provider in whole:

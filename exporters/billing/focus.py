@@ -222,7 +222,8 @@ class Normalizer:
                 "currency_mismatch",
                 f"BillingCurrency {str(currency)[:8]!r}, expected {self.currency}",
             )
-        cat = _CHARGE_CATEGORY.get(get("ChargeCategory"))  # type: ignore[arg-type]
+        charge = get("ChargeCategory")
+        cat = _CHARGE_CATEGORY.get(charge) if isinstance(charge, str) else None
         if cat is None:
             raise RowError(
                 "bad_charge_category",

@@ -130,7 +130,8 @@ def _price_growth(
 def _idle_addons(m: Month) -> list[Recommendation]:
     idle: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     used: set[tuple[str, str]] = set()
-    for k, t in m.totals.items():
+    # The whole fee: a monthly purchase spread over its days is partly still "ahead".
+    for k, t in [*m.totals.items(), *m.ahead.items()]:
         if k.charge_category != "purchase" or not k.unit:
             continue
         if t.quantity == ZERO and t.billed > 0:

@@ -29,7 +29,9 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 class Rig:
-    def __init__(self, state: BillingApiState, exporter: Exporter, clock: SimClock, folder: Path) -> None:
+    def __init__(
+        self, state: BillingApiState, exporter: Exporter, clock: SimClock, folder: Path
+    ) -> None:
         self.state, self.exporter, self.clock, self.folder = state, exporter, clock, folder
 
     @property
@@ -57,7 +59,11 @@ def write_config(tmp: Path, vercel_url: str, openai_url: str, **extra: Any) -> P
     (tmp / "openai_key").write_text(OPENAI_KEY + "\n")
     (tmp / "invoices").mkdir(exist_ok=True)
     doc: dict[str, Any] = {
-        "vercel": {"base_url": vercel_url, "token_file": str(tmp / "vercel_token"), "team_id": TEAM},
+        "vercel": {
+            "base_url": vercel_url,
+            "token_file": str(tmp / "vercel_token"),
+            "team_id": TEAM,
+        },
         "openai": {"base_url": openai_url, "token_file": str(tmp / "openai_key")},
         "folders": [{"name": "supabase", "path": str(tmp / "invoices")}],
         **extra,
@@ -69,7 +75,12 @@ def write_config(tmp: Path, vercel_url: str, openai_url: str, **extra: Any) -> P
 
 @asynccontextmanager
 async def rig(
-    tmp: Path, *, now: datetime = NOW, data: BillingData | None = None, invoices: bool = True, **extra: Any
+    tmp: Path,
+    *,
+    now: datetime = NOW,
+    data: BillingData | None = None,
+    invoices: bool = True,
+    **extra: Any,
 ) -> AsyncIterator[Rig]:
     from exporters.common.config import load_config
 
