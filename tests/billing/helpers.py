@@ -22,7 +22,7 @@ from tests.fakes.billing_api import (
 )
 from tests.vercel.helpers import SimClock, samples
 
-VERCEL_TOKEN = "vercel_SECRET_billing_token_123"  # noqa: S105 - test value
+VERCEL_TOKEN = "vercel_SECRET_billing_token_123"
 OPENAI_KEY = "sk-admin-SECRET-openai-key-456"
 TEAM = "team_demo"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

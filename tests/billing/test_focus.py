@@ -80,9 +80,10 @@ def test_a_bad_row_is_counted_with_its_reason_and_not_summed(
 ) -> None:
     n = one(row(**over))
     assert n.batch.rejected == {reason: 1}
-    assert n.batch.days == {} and n.batch.rows == 0
+    assert n.batch.days == {}
+    assert n.batch.rows == 0
     assert reason in REJECT_REASONS
-    assert n.batch.first_errors and n.batch.first_errors[0].startswith("test: ")
+    assert n.batch.first_errors[0].startswith("test: ")
 
 
 def test_provider_name_falls_back_to_the_deprecated_column_and_categories_are_kept_apart() -> None:
@@ -229,4 +230,5 @@ def test_any_json_is_either_summed_or_rejected_never_a_crash(rows: list[Any]) ->
     assert set(n.batch.rejected) <= set(REJECT_REASONS)
     for keys in n.batch.days.values():
         for t in keys.values():
-            assert isinstance(t.billed, Decimal) and t.billed.is_finite()
+            assert isinstance(t.billed, Decimal)
+            assert t.billed.is_finite()
