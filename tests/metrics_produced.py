@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
+from exporters.billing.metrics import SAMPLE_NAMES as BILLING_SAMPLE_NAMES
 from exporters.supabase.management import SAMPLE_NAMES as SUPABASE_API_SAMPLE_NAMES
 from exporters.supabase.scrape import SAMPLE_NAMES as SUPABASE_SAMPLE_NAMES
 from exporters.uptime.collector import ExporterMeta, UptimeCollector
@@ -182,6 +183,7 @@ def produced() -> frozenset[str]:
         | _vercel_metric_names()
         | SUPABASE_SAMPLE_NAMES
         | SUPABASE_API_SAMPLE_NAMES
+        | BILLING_SAMPLE_NAMES
         | recorded_names()
         | EXTERNAL
     )

@@ -218,6 +218,9 @@ def test_inhibitions_on_real_alertmanager(tmp_path: Path) -> None:
             alert("VercelErrorRateHigh", "warning", project="docs", region="iad1"),
             alert("VercelExporterDown", "error", instance="vercel:9703"),
             alert("VercelDrainSilent", "warning", instance="vercel:9703", drain="logs"),
+            alert("BillingBudgetConsumed", "critical", instance="billing"),
+            alert("BillingBudgetConsumed", "warning", instance="billing"),
+            alert("BillingBudgetConsumed", "info", instance="billing"),
         ]
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v2/alerts",
@@ -270,6 +273,10 @@ def test_inhibitions_on_real_alertmanager(tmp_path: Path) -> None:
             # the Vercel exporter down: its silent drains are the same news
             ("VercelExporterDown", "error", "vercel:9703", ""): "active",
             ("VercelDrainSilent", "warning", "vercel:9703", ""): "suppressed",
+            # budget at 100 %: the 80 % and 50 % instances say less
+            ("BillingBudgetConsumed", "critical", "billing", ""): "active",
+            ("BillingBudgetConsumed", "warning", "billing", ""): "suppressed",
+            ("BillingBudgetConsumed", "info", "billing", ""): "suppressed",
         }
     finally:
         stop(proc)
