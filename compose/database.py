@@ -77,3 +77,24 @@ def enable_pg_stat_statements(conninfo: str, pwfile: Path | None) -> bool:
             return False
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         return True
+
+
+DEMO_ACTIVE_USERS = 230
+
+
+def seed_demo_users(conninfo: str, pwfile: Path | None, n: int = DEMO_ACTIVE_USERS) -> None:
+    """DEMO only: users who signed in over the last 30 days in the compatibility auth.users, so
+    cost per active user has a denominator (230 users: just over the spec's $2.00 a user)."""
+    if pwfile is not None:
+        conninfo = make_conninfo(conninfo, password=pwfile.read_text().strip())
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(
+            """
+            INSERT INTO auth.users (id, email, created_at, last_sign_in_at)
+            SELECT md5('wsinfra-demo-' || i)::uuid, 'demo' || i || '@example.com',
+                   now() - interval '90 days', now() - mod(i, 28) * interval '1 day'
+            FROM generate_series(1, %s) AS i
+            ON CONFLICT (id) DO UPDATE SET last_sign_in_at = EXCLUDED.last_sign_in_at
+            """,
+            (n,),
+        )

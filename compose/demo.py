@@ -165,6 +165,45 @@ def demo_supabase_management(api_url: str, token_file: str) -> dict[str, Any]:
     }
 
 
+DEMO_BILLING_TEAM_ID = DEMO_VERCEL_TEAM_ID
+BILLING_SECRET_FILES = {"vercel": "vercel_billing_token", "openai": "openai_admin_key"}
+
+
+def write_demo_billing_secrets(secrets_dir: Path) -> None:
+    import secrets
+
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    for name in BILLING_SECRET_FILES.values():
+        path = secrets_dir / name
+        if not path.exists():
+            path.write_text(f"demo-{secrets.token_hex(16)}\n", encoding="utf-8")
+            path.chmod(0o600)
+
+
+def demo_billing_config(
+    vercel_url: str, openai_url: str, secrets_dir: str, invoices_dir: str
+) -> dict[str, Any]:
+    """The billing exporter against the DEMO billing APIs and a folder of Supabase invoices.
+    Refreshed every minute so the demo moves (the real default is hourly)."""
+    sec = secrets_dir.rstrip("/")
+    return {
+        "monthly_budget_usd": 500,
+        "refresh_interval": "1m",
+        "vercel": {
+            "base_url": vercel_url.rstrip("/"),
+            "token_file": f"{sec}/{BILLING_SECRET_FILES['vercel']}",
+            "team_id": DEMO_BILLING_TEAM_ID,
+            "timeout": "10s",
+        },
+        "openai": {
+            "base_url": openai_url.rstrip("/"),
+            "token_file": f"{sec}/{BILLING_SECRET_FILES['openai']}",
+            "timeout": "10s",
+        },
+        "folders": [{"name": "supabase", "path": invoices_dir}],
+    }
+
+
 def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     files = {

@@ -24,6 +24,7 @@ def prometheus_config(
     vercel: str | None = None,
     supabase: str | None = None,
     supabase_projects_sd: str | None = None,
+    billing: str | None = None,
 ) -> dict[str, Any]:
     """`uptime_by_region`: region → host:port of that region's uptime exporter."""
     return {
@@ -86,6 +87,18 @@ def prometheus_config(
                     }
                 ]
                 if supabase_projects_sd
+                else []
+            ),
+            # Costs are refreshed in the background (hourly); /metrics serves the last refresh.
+            *(
+                [
+                    {
+                        "job_name": "billing",
+                        "scrape_interval": "30s",
+                        "static_configs": [{"targets": [billing]}],
+                    }
+                ]
+                if billing
                 else []
             ),
             {"job_name": "prometheus", "static_configs": [{"targets": [self_address]}]},

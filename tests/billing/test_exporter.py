@@ -213,3 +213,12 @@ def test_report_command_prints_json_and_fails_cleanly(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "is not YYYY-MM" in res.stderr
+
+
+def test_the_example_config_is_valid() -> None:
+    from exporters.billing.config import BillingConfig
+    from exporters.common.config import load_config
+
+    cfg = load_config(ROOT / "config" / "example" / "billing.yaml", BillingConfig)
+    assert [s.name for s in cfg.sources()] == ["vercel", "openai", "supabase"]
+    assert cfg.folders[0].max_data_age == 40 * 86400

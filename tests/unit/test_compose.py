@@ -193,3 +193,32 @@ def test_compose_supabase_config_is_valid_and_its_database_preloads_pg_stat_stat
     assert cfg.project_metrics is not None
     keys = {s["target"] for s in DOC["services"]["supabase"]["secrets"] if isinstance(s, dict)}
     assert {f"{cfg.project_metrics.keys_dir}/{ref}" for ref in cfg.project_metrics.projects} <= keys
+
+
+def test_compose_billing_config_is_valid_and_its_secrets_are_provided() -> None:
+    from exporters.billing.config import BillingConfig
+
+    cfg = load_config(COMPOSE / "billing" / "billing.yaml", BillingConfig)
+    provided = {f"/run/secrets/{s}" for s in DOC["services"]["billing"]["secrets"]}
+    files = [
+        cfg.vercel.token_file if cfg.vercel else None,
+        cfg.openai.token_file if cfg.openai else None,
+    ]
+    assert cfg.cost_tracking is not None
+    files.append(cfg.cost_tracking.password_file)
+    assert {str(f) for f in files if f} == provided
+    # The demo APIs check the same tokens the exporter sends.
+    assert set(DOC["services"]["billing-api"]["secrets"]) <= set(
+        DOC["services"]["billing"]["secrets"]
+    )
+    # The invoices the demo writes are the folder the exporter reads.
+    [folder] = cfg.folders
+    assert any(
+        v.startswith("billing-invoices:" + str(folder.path))
+        for v in DOC["services"]["billing"]["volumes"]
+    )
+    assert any(
+        v.startswith("billing-invoices:" + str(folder.path))
+        for v in DOC["services"]["billing-api"]["volumes"]
+    )
+    assert cfg.cost_tracking.conninfo.startswith("host=postgres ")
