@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from alert_rules.build import sync_dir
-from dashboards import database, deployments, overview, slo, uptime, vercel
+from dashboards import costs, database, deployments, overview, slo, uptime, vercel
 
 HERE = Path(__file__).resolve().parent
 GENERATED = HERE / "generated"
-MODULES = (overview, slo, uptime, vercel, database, deployments)
+MODULES = (overview, slo, uptime, vercel, database, deployments, costs)
 
 
 def render() -> dict[str, str]:

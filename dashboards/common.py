@@ -15,6 +15,14 @@ PAGE_BURN: float = float(RULES["slo"]["page"][0]["factor"])
 TICKET_BURN: float = float(RULES["slo"]["ticket"][0]["factor"])
 V = RULES["vercel"]
 U = RULES["uptime"]
+B = RULES["billing"]
+# Cost panels: green under the warning share of the budget, orange to 100 %, red past it.
+BUDGET_STEPS = [
+    (None, "green"),
+    (B["budget"]["warning_ratio"], "orange"),
+    (B["budget"]["critical_ratio"], "red"),
+]
+COST_PER_USER_STEPS = [(None, "green"), (B["cost_per_user"]["max_usd"], "red")]
 
 ENVIRONMENT = Var(
     "environment",

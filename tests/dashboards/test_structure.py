@@ -58,6 +58,7 @@ def test_the_expected_dashboards_exist() -> None:
         "wsinfra-vercel",
         "wsinfra-deployments",
         "wsinfra-database",
+        "wsinfra-costs",
     }
 
 

@@ -137,6 +137,8 @@ def test_every_panel_query_returns_data(stack: Stack) -> None:
             # A build seen finishing: deployments in flight at start complete within ~2 minutes.
             and stack.query("vercel_deployment_build_duration_seconds_count > 0")
             and len(stack.query("uptime_probe_success")) == 2 * DEMO_TARGETS
+            # The billing exporter's first refresh, scraped, and its rules over active users.
+            and stack.query("job:billing_cost_per_active_user_usd:ratio")
         ),
         timeout=150,
         every=2,
