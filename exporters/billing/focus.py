@@ -149,21 +149,26 @@ def provider_label(name: str) -> str:
 
 
 def to_decimal(value: object, column: str) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    if isinstance(value, str) and value.strip():
+    if type(value) is str:  # the common case first (CSV cells)
         try:
-            d = Decimal(value.strip())
+            d = Decimal(value)  # surrounding whitespace is allowed by Decimal itself
         except InvalidOperation:
+            if not value.strip():
+                raise RowError("missing_column", f"{column} is empty") from None
             raise RowError("bad_number", f"{column} is not a number") from None
         if d.is_finite():
             return d
-    elif isinstance(value, float):
+        raise RowError("bad_number", f"{column} is not a number")
+    if isinstance(value, Decimal):
+        if value.is_finite():
+            return value
+        raise RowError("bad_number", f"{column} is not a number")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, float):
         # Never reached from our parsers (JSON numbers arrive as Decimal); kept exact anyway.
         return Decimal(repr(value))
-    if value is None or value == "":
+    if value is None:
         raise RowError("missing_column", f"{column} is empty")
     raise RowError("bad_number", f"{column} is not a number")
 
@@ -186,6 +191,8 @@ class Normalizer:
         self.provider = provider  # for sources whose rows do not name one
         self.batch = Batch()
         self._times: dict[str, datetime] = {}
+        self._keys: dict[tuple[str, ...], Key] = {}
+        self._envs: dict[str, str] = {}
 
     def _time(self, value: object, column: str) -> datetime:
         if not isinstance(value, str) or not value:
@@ -250,14 +257,31 @@ class Normalizer:
             else to_decimal(qty_raw, "ConsumedQuantity")
         )
         unit = get("ConsumedUnit") or ""
-        key = Key(
-            provider_label(provider),
-            SERVICE_CATEGORIES.get(str(get("ServiceCategory") or "Other"), "other"),
-            label_value(service),
+        tags = get("Tags")
+        env = self._environment(tags)
+        svc_cat = get("ServiceCategory") or "Other"
+        # Rows repeat a few hundred keys: build each Key (and its tidy labels) once.
+        raw = (
+            provider,
+            svc_cat if isinstance(svc_cat, str) else "?",
+            service,
             cat,
-            self._environment(get("Tags")),
-            label_value(str(unit), 40) if unit else "",
+            env,
+            unit if isinstance(unit, str) else str(unit),
         )
+        key = self._keys.get(raw)
+        if key is None:
+            key = Key(
+                provider_label(provider),
+                SERVICE_CATEGORIES.get(raw[1], "other"),
+                label_value(service),
+                cat,
+                env,
+                label_value(raw[5], 40) if raw[5] else "",
+            )
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+            self._keys[raw] = key
         first = start.date()
         last = (end - timedelta(microseconds=1)).date()
         days = (last - first).days + 1
@@ -309,13 +333,29 @@ class Normalizer:
     def _environment(self, tags: object) -> str:
         if self.environment_tag is None or tags is None:
             return ""
-        if isinstance(tags, str):  # CSV: a serialized JSON object
-            if not tags.strip():
-                return ""
-            try:
-                tags = json.loads(tags)
-            except ValueError:
-                return ""
+        # CSV: a serialized JSON object; the same few strings again and again.
+        if isinstance(tags, str):
+            got = self._envs.get(tags)
+            if got is None:
+                got = self._tag_environment(tags)
+                if len(self._envs) > 10_000:
+                    self._envs.clear()
+                self._envs[tags] = got
+            return got
+        if not isinstance(tags, Mapping):
+            return ""
+        return self._env_of(tags)
+
+    def _tag_environment(self, text: str) -> str:
+        if not text.strip():
+            return ""
+        try:
+            tags = json.loads(text)
+        except ValueError:
+            return ""
+        return self._env_of(tags)
+
+    def _env_of(self, tags: object) -> str:
         if not isinstance(tags, Mapping):
             return ""
         value = tags.get(self.environment_tag)
