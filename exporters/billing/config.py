@@ -156,8 +156,9 @@ class BillingConfig(_Strict):
     # Costs change daily; hourly polling is ample and far inside every vendor's limits.
     refresh_interval: Duration = 3600.0
     # Each refresh re-reads this many whole months before the current one (restatements of
-    # last month arrive in the first days of this one, and MoM needs it).
-    months_back: Annotated[int, Field(ge=1, le=12)] = 1
+    # last month arrive in the first days of this one, and MoM needs it). At most 11: Vercel
+    # answers at most a year per request.
+    months_back: Annotated[int, Field(ge=1, le=11)] = 1
     top_services: Annotated[int, Field(ge=1, le=50)] = 10
     vercel: VercelCharges | None = None
     openai: OpenAICosts | None = None

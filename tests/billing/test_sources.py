@@ -304,3 +304,40 @@ async def test_folder_currency_mismatch_is_rejected_not_converted(tmp_path: Path
         )
         want = sum((Decimal(x["BilledCost"]) for x in rows[1:]), Decimal(0))
         assert r.poller.snapshot.current.projection["supabase"] == want
+
+
+async def test_a_day_later_the_window_moves_and_old_days_keep_their_exact_figures(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, invoices=False) as r:
+        assert await r.poller.refresh()
+        before = r.poller.snapshot.current.billed("vercel")
+        r.clock.t += 86400  # 27 November: the window now overlaps yesterday's by all but a day
+        assert await r.poller.refresh()
+        after = r.poller.snapshot.current
+        assert after.billed("vercel") == before + expected_vercel(
+            r.state.data, date(2026, 11, 27), date(2026, 11, 27)
+        )
+        windows = [q for p, q in r.state.requests if p == "/v1/billing/charges"]
+        assert [w["to"] for w in windows] == [
+            "2026-11-27T00:00:00.000Z",
+            "2026-11-28T00:00:00.000Z",
+        ]
+
+
+async def test_folder_reads_jsonl_and_gzip_exports(tmp_path: Path) -> None:
+    async with rig(tmp_path, invoices=False) as r:
+        rows = supabase_invoice(NOV, 0)
+        lines = "\n".join(json.dumps({**x, "Tags": json.loads(x["Tags"])}) for x in rows) + "\n"
+        (r.folder / "a.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+        write_focus_csv(
+            r.folder / "gcp" / "part-0.csv", [{**rows[1], "ServiceProviderName": "Google Cloud"}]
+        )
+        (r.folder / "notes.txt").write_text("not a FOCUS file: ignored")
+        assert await r.poller.refresh()
+        snap = r.poller.snapshot.current
+        assert snap.projection["supabase"] == sum(
+            (Decimal(x["BilledCost"]) for x in rows), Decimal(0)
+        )
+        assert snap.projection["google_cloud"] == Decimal(rows[1]["BilledCost"])
+        assert r.value("billing_rows_total", source="supabase") == len(rows) + 1
