@@ -24,29 +24,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.fakes.billing_api import FOCUS_CSV_COLUMNS
+
 TARGET = 100_000
-COLUMNS = (
-    "BilledCost",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "BillingCurrency",
-    "BillingPeriodStart",
-    "BillingPeriodEnd",
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "ChargeCategory",
-    "ChargeClass",
-    "ServiceName",
-    "ServiceCategory",
-    "ServiceProviderName",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "PricingQuantity",
-    "PricingUnit",
-    "RegionId",
-    "Tags",
-)
+COLUMNS = (*FOCUS_CSV_COLUMNS[:-1], "RegionId", "Tags")
 SERVICES = [
     ("Amazon Elastic Compute Cloud", "Compute", "Hours"),
     ("Amazon Simple Storage Service", "Storage", "GB-Mo"),

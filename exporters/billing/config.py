@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from exporters.common.config import read_secret_file
+from exporters.common.config import Conninfo, read_secret_file
 from exporters.common.durations import Duration
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -128,23 +128,10 @@ class Recommendations(_Strict):
 class CostTracking(_Strict):
     """Where the scheduled job writes the spec's cost_tracking table (the recorder's database)."""
 
-    conninfo: str
+    conninfo: Conninfo
     password_file: Path | None = None
     # usage_tier per provider (e.g. vercel: pro); optional.
     tiers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("conninfo")
-    @classmethod
-    def _conninfo(cls, value: str) -> str:
-        from psycopg.conninfo import conninfo_to_dict
-
-        try:
-            parts = conninfo_to_dict(value)
-        except Exception as exc:  # message never holds a password
-            raise ValueError(f"not a libpq conninfo: {type(exc).__name__}") from None
-        if "password" in parts:
-            raise ValueError("passwords in conninfo are refused: use password_file")
-        return value
 
 
 class BillingConfig(_Strict):

@@ -139,20 +139,19 @@ def _transport_error(exc: Exception) -> SourceError:
     return SourceError("connect", type(exc).__name__)
 
 
-class VercelChargesSource:
-    """GET /v1/billing/charges?from&to: FOCUS 1.3 JSONL, streamed (gzip when offered)."""
+class _ApiSource:
+    """What both vendor APIs share: a name, the currency rows must be in, an HTTP client."""
 
     def __init__(
         self,
-        cfg: VercelCharges,
+        cfg: VercelCharges | OpenAICosts,
         token: str,
         *,
         currency: str,
-        environment_tag: str | None,
+        environment_tag: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.cfg = cfg
         self.name = cfg.name
         self.currency = currency
         self.environment_tag = environment_tag
@@ -161,15 +160,26 @@ class VercelChargesSource:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def fetch(self, first: date, end: date) -> Delivery:
+    def window(self, first: date, end: date) -> tuple[datetime, datetime]:
         self.http.check_blocked()
-        window = (utc_day(first), utc_day(end))
+        return utc_day(first), utc_day(end)
+
+
+class VercelChargesSource(_ApiSource):
+    """GET /v1/billing/charges?from&to: FOCUS 1.3 JSONL, streamed (gzip when offered)."""
+
+    def __init__(self, cfg: VercelCharges, token: str, **kwargs: Any) -> None:
+        super().__init__(cfg, token, **kwargs)
+        self.team_id = cfg.team_id
+
+    async def fetch(self, first: date, end: date) -> Delivery:
+        window = self.window(first, end)
         params = {
             "from": window[0].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "to": window[1].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
         }
-        if self.cfg.team_id:
-            params["teamId"] = self.cfg.team_id
+        if self.team_id:
+            params["teamId"] = self.team_id
         norm = Normalizer(self.currency, window=window, environment_tag=self.environment_tag)
         try:
             async with self.http.client.stream(
@@ -195,31 +205,13 @@ class VercelChargesSource:
         )
 
 
-class OpenAICostsSource:
+class OpenAICostsSource(_ApiSource):
     """GET /v1/organization/costs: daily buckets grouped by line item, followed page by page."""
 
-    def __init__(
-        self,
-        cfg: OpenAICosts,
-        token: str,
-        *,
-        currency: str,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-        max_pages: int = 50,
-    ) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
-        self.currency = currency
-        self.max_pages = max_pages
-        self.http = _Http(cfg.base_url, token, cfg.timeout, transport=transport, clock=clock)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    max_pages = 50
 
     async def fetch(self, first: date, end: date) -> Delivery:
-        self.http.check_blocked()
-        window = (utc_day(first), utc_day(end))
+        window = self.window(first, end)
         norm = Normalizer(self.currency, window=window, provider="OpenAI")
         params: dict[str, Any] = {
             "start_time": int(window[0].timestamp()),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -58,3 +58,19 @@ def load_config(path: Path, model: type[M]) -> M:
 def read_secret_file(path: Path) -> str:
     """Read a secret from a file, stripping the trailing newline editors add."""
     return path.read_text(encoding="utf-8").strip()
+
+
+def _check_conninfo(value: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(value)
+    except Exception as exc:  # psycopg.ProgrammingError; its message never holds a password
+        raise ValueError(f"not a libpq conninfo: {type(exc).__name__}") from None
+    if "password" in parts:
+        raise ValueError("passwords in conninfo are refused: use password_file")
+    return value
+
+
+# A libpq conninfo ("host=… dbname=… user=…") that carries no password (that lives in a file).
+Conninfo = Annotated[str, AfterValidator(_check_conninfo)]
