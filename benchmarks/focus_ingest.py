@@ -24,10 +24,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.fakes.billing_api import FOCUS_CSV_COLUMNS
-
 TARGET = 100_000
-COLUMNS = (*FOCUS_CSV_COLUMNS[:-1], "RegionId", "Tags")
 SERVICES = [
     ("Amazon Elastic Compute Cloud", "Compute", "Hours"),
     ("Amazon Simple Storage Service", "Storage", "GB-Mo"),
@@ -40,11 +37,15 @@ SERVICES = [
 
 def generate(path: Path, rows: int) -> None:
     """An hourly, resource-level export over one month: the shape of AWS's FOCUS 1.x export."""
+    # Imported here: the measuring child processes should not carry the fake's aiohttp.
+    from tests.fakes.billing_api import FOCUS_CSV_COLUMNS
+
+    columns = (*FOCUS_CSV_COLUMNS[:-1], "RegionId", "Tags")
     rnd = random.Random(42)
     start = datetime(2026, 10, 1, tzinfo=UTC)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(COLUMNS)
+        w.writerow(columns)
         for i in range(rows):
             t = start + timedelta(hours=(i * 744) // rows)
             name, cat, unit = SERVICES[i % len(SERVICES)]
