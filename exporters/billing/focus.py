@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -403,10 +403,3 @@ def read_csv(lines: Iterable[str], norm: Normalizer, where: str) -> None:
             )
             continue
         norm.add(dict(zip(header, cells, strict=True)), f"{where}:{n}")
-
-
-def days_between(start: date, end: date) -> Iterator[date]:
-    d = start
-    while d < end:
-        yield d
-        d += timedelta(days=1)

@@ -51,6 +51,3 @@ class Ledger:
             else:
                 have.add(t)
         return out
-
-    def days_with_data(self, source: str) -> list[date]:
-        return sorted(self.books.get(source, {}))

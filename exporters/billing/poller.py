@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -56,7 +57,7 @@ class Snapshot:
     current: figures.Month
     previous: figures.Month
     spikes: dict[str, figures.Spike]
-    services: dict[tuple[str, str], Any]
+    services: dict[tuple[str, str], Decimal]
 
 
 def make_sources(
