@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from exporters.billing import metrics
 from exporters.billing.config import DB_PASSWORD, BillingConfig
 from exporters.billing.cost_tracking import CostTrackingWriter
 from exporters.billing.poller import BillingPoller, make_sources
+from exporters.common.web import healthy, landing_page
 
 
 class Exporter:
@@ -73,17 +73,7 @@ async def serve_metrics(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    names = "".join(f"<li>{html.escape(n)}</li>" for n in request.app[EXPORTER].poller.state)
-    page = (
-        "<html><head><title>wsinfra billing exporter</title></head><body>"
-        "<h1>wsinfra billing exporter</h1><p><a href='/metrics'>Metrics</a></p>"
-        f"<p>Sources:</p><ul>{names}</ul></body></html>"
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
-async def healthy(_: web.Request) -> web.Response:
-    return web.Response(text="OK\n")
+    return landing_page("billing", [("Sources:", list(request.app[EXPORTER].poller.state))])
 
 
 def make_app(exporter: Exporter) -> web.Application:

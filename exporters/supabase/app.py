@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
@@ -14,6 +13,7 @@ from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporters.common.build_info import build_info
+from exporters.common.web import healthy, landing_page
 from exporters.supabase.config import MANAGEMENT_TOKEN, SupabaseConfig
 from exporters.supabase.management import ManagementPoller
 from exporters.supabase.project_metrics import ProjectMetricsProxy
@@ -92,17 +92,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    dbs = "".join(f"<li>{html.escape(n)}</li>" for n in request.app[EXPORTER].scrapers)
-    page = (
-        "<html><head><title>wsinfra Supabase exporter</title></head><body>"
-        "<h1>wsinfra Supabase exporter</h1><p><a href='/metrics'>Metrics</a></p>"
-        f"<p>Databases:</p><ul>{dbs}</ul></body></html>"
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
-async def healthy(_: web.Request) -> web.Response:
-    return web.Response(text="OK\n")
+    return landing_page("Supabase", [("Databases:", list(request.app[EXPORTER].scrapers))])
 
 
 def make_app(exporter: Exporter) -> web.Application:

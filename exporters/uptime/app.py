@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import html
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from exporters.common.build_info import build_info
+from exporters.common.web import healthy, landing_page
 from exporters.uptime.collector import ExporterMeta, UptimeCollector
 from exporters.uptime.config import UptimeConfig
 from exporters.uptime.scheduler import Prober
@@ -38,21 +38,16 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.Response:
     prober = request.app[PROBER]
-    rows = "".join(
-        f"<li>{html.escape(n)}: "
-        f"{'up' if s.last and s.last.success else ('down: ' + str(s.last.reason) if s.last else 'pending')}</li>"
+    rows = [
+        f"{n}: "
+        + (
+            "up"
+            if s.last and s.last.success
+            else ("down: " + str(s.last.reason) if s.last else "pending")
+        )
         for n, s in prober.states.items()
-    )
-    page = (
-        "<html><head><title>wsinfra uptime exporter</title></head><body>"
-        "<h1>wsinfra uptime exporter</h1><p><a href='/metrics'>Metrics</a></p>"
-        f"<ul>{rows}</ul></body></html>"
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
-async def healthy(_: web.Request) -> web.Response:
-    return web.Response(text="OK\n")
+    ]
+    return landing_page("uptime", [("Targets:", rows)])
 
 
 async def ready(request: web.Request) -> web.Response:

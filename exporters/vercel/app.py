@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 
@@ -14,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporters.common.build_info import build_info
+from exporters.common.web import healthy, landing_page
 from exporters.vercel.api import VercelApi
 from exporters.vercel.config import VercelConfig
 from exporters.vercel.deployments import DeploymentTracker
@@ -94,21 +94,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.Response:
     e = request.app[EXPORTER]
-    drains = "".join(
-        f"<li>{html.escape(n)}: {'enabled' if ep.cfg else 'not configured'}</li>"
-        for n, ep in e.drains.endpoints.items()
+    drains = [
+        f"{n}: {'enabled' if ep.cfg else 'not configured'}" for n, ep in e.drains.endpoints.items()
+    ]
+    polling = "on" if e.tracker else "off (no API token)"
+    return landing_page(
+        "Vercel",
+        [(f"Deployments polling: {polling}", []), ("Drains (POST /drains/<name>):", drains)],
     )
-    page = (
-        "<html><head><title>wsinfra Vercel exporter</title></head><body>"
-        "<h1>wsinfra Vercel exporter</h1><p><a href='/metrics'>Metrics</a></p>"
-        f"<p>Deployments polling: {'on' if e.tracker else 'off (no API token)'}</p>"
-        f"<p>Drains (POST /drains/&lt;name&gt;):</p><ul>{drains}</ul></body></html>"
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
-async def healthy(_: web.Request) -> web.Response:
-    return web.Response(text="OK\n")
 
 
 async def ready(request: web.Request) -> web.Response:
