@@ -92,7 +92,8 @@ def collect(
     )
     rej = CounterMetricFamily(
         "billing_rows_rejected",
-        "FOCUS rows skipped (not summed), by reason: missing or bad column, other currency, …",
+        "FOCUS rows skipped (not summed), by reason: missing or bad column, other currency, …; "
+        "a bad row still in the source counts again at every refresh.",
         labels=["source", "reason"],
     )
     for name, st in sorted(p.state.items()):
