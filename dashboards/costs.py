@@ -4,22 +4,20 @@ money goes (provider, category, service), daily spikes, source health, and cost_
 from __future__ import annotations
 
 from dashboards.common import BUDGET_STEPS, COST_PER_USER_STEPS, TAGS, B
-from dashboards.lib import Dashboard, Prom, Sql, runbook, stat, table, timeseries
+from dashboards.lib import Dashboard, Panel, Prom, Sql, runbook, stat, table, timeseries
 
-DASHBOARD = Dashboard(
-    uid="wsinfra-costs",
-    title="wsinfra / Costs",
-    description="Infrastructure costs from FOCUS billing data (Vercel, OpenAI, FOCUS exports): budget, projection, cost per active user, breakdowns, spikes.",
-    tags=[*TAGS, "costs"],
-    variables=[],
-    panels=[
+
+def summary(new_row: str) -> list[Panel]:
+    """Month to date, budget used, projection, cost per active user: the Costs dashboard's first
+    row, and the overview's Costs row."""
+    return [
         stat(
             "Month to date",
             "Billed cost of this UTC month so far, every provider and charge category (credits lower it).",
             "currencyUSD",
             [Prom("sum(job:billing_month_to_date_cost_usd:sum)", instant=True)],
             decimals=2,
-            new_row="This month",
+            new_row=new_row,
         ),
         stat(
             "Budget used",
@@ -46,6 +44,17 @@ DASHBOARD = Dashboard(
             decimals=2,
             links=[runbook("BillingCostPerActiveUserHigh")],
         ),
+    ]
+
+
+DASHBOARD = Dashboard(
+    uid="wsinfra-costs",
+    title="wsinfra / Costs",
+    description="Infrastructure costs from FOCUS billing data (Vercel, OpenAI, FOCUS exports): budget, projection, cost per active user, breakdowns, spikes.",
+    tags=[*TAGS, "costs"],
+    variables=[],
+    panels=[
+        *summary("This month"),
         stat(
             "Month over month",
             f"Projected month against last month (alert above {B['mom_growth']['max_ratio']:.0%}).",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from dashboards import costs
 from dashboards.common import (
     API_STEPS,
     BUDGET,
-    BUDGET_STEPS,
     CACHE_STEPS,
-    COST_PER_USER_STEPS,
     ENVIRONMENT,
     ERROR_STEPS,
     PAGE_STEPS,
@@ -269,38 +268,6 @@ DASHBOARD = Dashboard(
             ],
             w=14,
         ),
-        stat(
-            "Cost this month",
-            "Billed infrastructure cost so far this UTC month, all providers (Costs dashboard for the breakdown).",
-            "currencyUSD",
-            [Prom("sum(job:billing_month_to_date_cost_usd:sum)", instant=True)],
-            decimals=2,
-            new_row="Costs",
-        ),
-        stat(
-            "Budget used",
-            "Month to date against the monthly budget.",
-            "percentunit",
-            [Prom("max(job:billing_budget_used:ratio)", instant=True)],
-            thresholds=BUDGET_STEPS,
-            links=[runbook("BillingBudgetConsumed")],
-        ),
-        stat(
-            "Projected month end",
-            "Month to date plus the 7-day usage run rate for the days left.",
-            "currencyUSD",
-            [Prom("sum(job:billing_month_end_projected_cost_usd:sum)", instant=True)],
-            decimals=2,
-            links=[runbook("BillingProjectedOverBudget")],
-        ),
-        stat(
-            "Cost per active user",
-            "Projected month over 30-day active users (spec: under 2.00 USD).",
-            "currencyUSD",
-            [Prom("max(job:billing_cost_per_active_user_usd:ratio)", instant=True)],
-            thresholds=COST_PER_USER_STEPS,
-            decimals=2,
-            links=[runbook("BillingCostPerActiveUserHigh")],
-        ),
+        *costs.summary("Costs"),
     ],
 )
