@@ -121,10 +121,7 @@ async def make_report(
             d = await src.fetch(first, end)
         finally:
             await src.aclose()
-        if d.covered is None:
-            ledger.replace_all(src.name, d.batch.days)
-        else:
-            ledger.replace(src.name, d.covered, d.batch.days)
+        ledger.apply(src.name, d.covered, d.batch.days)
         if d.batch.rejected:
             print(
                 f"{src.name}: skipped {sum(d.batch.rejected.values())} bad rows "

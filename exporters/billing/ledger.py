@@ -28,6 +28,13 @@ class Ledger:
     def replace_all(self, source: str, days: DayBook) -> None:
         self.books[source] = dict(days)
 
+    def apply(self, source: str, covered: Iterable[date] | None, days: DayBook) -> None:
+        """A delivery: it speaks for `covered` days, or (None) for all of the source's data."""
+        if covered is None:
+            self.replace_all(source, days)
+        else:
+            self.replace(source, covered, days)
+
     def prune(self, before: date) -> None:
         """Forget days older than `before` (the exporter keeps a few months, not forever)."""
         for book in self.books.values():

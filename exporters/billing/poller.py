@@ -142,10 +142,7 @@ class BillingPoller:
         finally:
             st.refresh_seconds = time.perf_counter() - started
         b = delivery.batch
-        if delivery.covered is None:
-            self.ledger.replace_all(source.name, b.days)
-        else:
-            self.ledger.replace(source.name, delivery.covered, b.days)
+        self.ledger.apply(source.name, delivery.covered, b.days)
         st.rows += b.rows
         st.requests += delivery.requests
         st.rejected.update(b.rejected)
