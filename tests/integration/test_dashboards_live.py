@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,7 +100,24 @@ def shop() -> Iterator[Cluster]:
             )
             for i in range(60):
                 conn.execute("SELECT count(*) FROM orders WHERE customer_id = %s", (i,))
-        yield c
+        # The shop keeps serving: "slowest statements now" lists what ran in the rule's window,
+        # and a database idle for that long rightly has nothing to list.
+        stop = threading.Event()
+        traffic = threading.Thread(target=shop_traffic, args=(c.dsn(), stop), daemon=True)
+        traffic.start()
+        try:
+            yield c
+        finally:
+            stop.set()
+            traffic.join(timeout=10)
+
+
+def shop_traffic(dsn: str, stop: threading.Event) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        i = 0
+        while not stop.wait(1.0):
+            conn.execute("SELECT count(*) FROM orders WHERE customer_id = %s", (i % 5000,))
+            i += 1
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +157,8 @@ def test_every_panel_query_returns_data(stack: Stack) -> None:
             and len(stack.query("uptime_probe_success")) == 2 * DEMO_TARGETS
             # The billing exporter's first refresh, scraped, and its rules over active users.
             and stack.query("job:billing_cost_per_active_user_usd:ratio")
+            # The shop's traffic over the slow-statement window.
+            and stack.query("project_queryid:supabase_db_statement_mean_seconds:rate2m")
         ),
         timeout=150,
         every=2,
