@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from exporters.common.config import read_secret_file
+from exporters.common.config import Strict, read_secret_file
 from exporters.common.durations import Duration
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Database(_Strict):
+class Database(Strict):
     # libpq connection string WITHOUT the password, e.g. "host=127.0.0.1 dbname=wsinfra user=recorder".
     conninfo: str
     # Read at every new connection, so a rotated password needs no restart.
@@ -28,7 +24,7 @@ class Database(_Strict):
     statement_timeout: Duration = 10.0
 
 
-class Webhooks(_Strict):
+class Webhooks(Strict):
     # Bearer token Alertmanager sends (http_config.authorization.credentials_file).
     alertmanager_token_file: Path
     # Vercel's webhook secret (x-vercel-signature, HMAC-SHA1) and endpoint-verification code.
@@ -40,7 +36,7 @@ class Webhooks(_Strict):
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
 
 
-class RecorderConfig(_Strict):
+class RecorderConfig(Strict):
     database: Database
     webhooks: Webhooks
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from exporters.common.config import Conninfo, read_secret_file
+from exporters.common.config import Conninfo, Strict, read_secret_file
 from exporters.common.durations import Duration
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -18,11 +18,7 @@ _URL = re.compile(r"^https?://[^/\s@]+")
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Source(_Strict):
+class _Source(Strict):
     # The `source` label.
     name: str
     # "Stopped delivering" once the newest charge period received ended longer ago than this.
@@ -74,7 +70,7 @@ class FocusFolder(_Source):
     max_data_age: Duration = 3456000.0  # 40 days: monthly invoices
 
 
-class Phase(_Strict):
+class Phase(Strict):
     name: str
     # Upper bound of active users (30-day) for this phase; null for the last, open-ended one.
     max_users: Annotated[int, Field(gt=0)] | None
@@ -113,7 +109,7 @@ def _spec_phases() -> list[Phase]:
     ]
 
 
-class Recommendations(_Strict):
+class Recommendations(Strict):
     # Tag whose value says production / preview / development (Vercel's tag keys are not
     # documented; set what your export carries). Without it the preview rule is off.
     environment_tag: str | None = "Environment"
@@ -125,7 +121,7 @@ class Recommendations(_Strict):
     min_saving_usd: Money = Decimal(10)
 
 
-class CostTracking(_Strict):
+class CostTracking(Strict):
     """Where the scheduled job writes the spec's cost_tracking table (the recorder's database)."""
 
     conninfo: Conninfo
@@ -134,7 +130,7 @@ class CostTracking(_Strict):
     tiers: dict[str, str] = Field(default_factory=dict)
 
 
-class BillingConfig(_Strict):
+class BillingConfig(Strict):
     # Only USD: the metric names say _usd and no exchange rates are applied. Rows billed in
     # another currency are rejected (counted), never summed.
     currency: str = "USD"

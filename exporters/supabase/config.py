@@ -6,19 +6,15 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from exporters.common.config import Conninfo, read_secret_file
+from exporters.common.config import Conninfo, Strict, read_secret_file
 from exporters.common.durations import Duration
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MissingIndex(_Strict):
+class MissingIndex(Strict):
     # A table is a missing-index suspect when it is this large, scanned sequentially this often,
     # and sequentially more than `ratio` times as often as by index.
     min_rows: Annotated[int, Field(ge=0)] = 10_000
@@ -27,7 +23,7 @@ class MissingIndex(_Strict):
     max_tables: Annotated[int, Field(ge=1, le=100)] = 10
 
 
-class Database(_Strict):
+class Database(Strict):
     # The `project` label (a Supabase project ref, or a name for any PostgreSQL).
     name: str
     # libpq conninfo without a password ("host=… port=… dbname=… user=…"); a read-only role
@@ -82,7 +78,7 @@ SERVICES = ("auth", "db", "db_postgres_user", "pg_bouncer", "pooler", "realtime"
 _REF = re.compile(r"^[a-z0-9]{1,40}$")
 
 
-class ManagedProject(_Strict):
+class ManagedProject(Strict):
     ref: str
     # The backup alerts: a project whose plan includes PITR must have it on.
     pitr_required: bool = False
@@ -95,7 +91,7 @@ class ManagedProject(_Strict):
         return value
 
 
-class Management(_Strict):
+class Management(Strict):
     """Supabase's Management API: backups, PITR and service health, polled in the background."""
 
     base_url: str = "https://api.supabase.com"
@@ -141,7 +137,7 @@ class Management(_Strict):
         return self
 
 
-class ProjectMetrics(_Strict):
+class ProjectMetrics(Strict):
     """Supabase's per-project metrics endpoint, re-exposed by the exporter (GET /probe)."""
 
     url_template: str = "https://{ref}.supabase.co/customer/v1/privileged/metrics"
@@ -167,7 +163,7 @@ class ProjectMetrics(_Strict):
         return value
 
 
-class SupabaseConfig(_Strict):
+class SupabaseConfig(Strict):
     databases: list[Database] = Field(default_factory=list)
     management: Management | None = None
     project_metrics: ProjectMetrics | None = None

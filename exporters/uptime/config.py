@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from exporters.common.config import Strict
 from exporters.common.durations import Duration
 
 # Target names become the `target` label: keep them short, stable and bounded by this file.
@@ -16,11 +17,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _STATUS_SPEC = re.compile(r"^([1-5])xx$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpProbe(_Strict):
+class HttpProbe(Strict):
     url: str
     method: Literal["GET", "HEAD", "POST", "OPTIONS"] = "GET"
     # Each entry is a code (200) or a class ("2xx"). Redirects are followed first when enabled.
@@ -85,7 +82,7 @@ class HttpProbe(_Strict):
         return value
 
 
-class TcpProbe(_Strict):
+class TcpProbe(Strict):
     address: str  # host:port
 
     @field_validator("address")
@@ -97,7 +94,7 @@ class TcpProbe(_Strict):
         return value
 
 
-class Target(_Strict):
+class Target(Strict):
     name: str
     # Which platform service this endpoint belongs to (web, api, db…); carried by an info series
     # and joined into alerts, so routing and the record can say what is affected.
@@ -121,7 +118,7 @@ class Target(_Strict):
         return self
 
 
-class UptimeConfig(_Strict):
+class UptimeConfig(Strict):
     # How often each target is probed. Better Uptime's fastest plan probes every 30 s; we probe
     # more often because detection time is the floor of alert latency.
     interval: Duration = 15.0

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from exporters.common.config import read_secret_file
+from exporters.common.config import Strict, read_secret_file
 from exporters.common.durations import Duration
 
 # Project names become the `project` label: short, stable, bounded by this file.
@@ -16,11 +16,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _ROUTE = re.compile(r"^/[^\s?#]{0,200}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Project(_Strict):
+class Project(Strict):
     # Vercel's project id (prj_…): drain records and deployments carry it.
     id: Annotated[str, Field(min_length=1, max_length=100)]
     # The `project` label. Records for project ids not listed here are counted as "unlisted".
@@ -34,7 +30,7 @@ class Project(_Strict):
         return value
 
 
-class Api(_Strict):
+class Api(Strict):
     base_url: str = "https://api.vercel.com"
     # A Vercel access token, read at start-up; without it the deployments poller is off.
     token_file: Path | None = None
@@ -76,7 +72,7 @@ class Api(_Strict):
         return self
 
 
-class Drain(_Strict):
+class Drain(Strict):
     # The drain's signature secret (Vercel shows it when the drain is created).
     secret_file: Path
     # The drain's sampling rate as configured in Vercel (0 < rate ≤ 1). Vercel's records do not
@@ -84,7 +80,7 @@ class Drain(_Strict):
     sample_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
 
 
-class Drains(_Strict):
+class Drains(Strict):
     logs: Drain | None = None
     traces: Drain | None = None
     speed_insights: Drain | None = None
@@ -112,7 +108,7 @@ class Drains(_Strict):
         return value
 
 
-class VercelConfig(_Strict):
+class VercelConfig(Strict):
     api: Api = Field(default_factory=Api)
     projects: list[Project]
     drains: Drains = Field(default_factory=Drains)
