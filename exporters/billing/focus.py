@@ -130,6 +130,10 @@ class Batch:
                     mine[k] = Totals(t.billed, t.effective, t.quantity, t.rows)
                 else:
                     have.add(t)
+        self.merge_tallies(other)
+
+    def merge_tallies(self, other: Batch) -> None:
+        """Everything but the day totals: rows, rejects, first errors and the newest period."""
         self.rows += other.rows
         for r, n in other.rejected.items():
             self.rejected[r] = self.rejected.get(r, 0) + n

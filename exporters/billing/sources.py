@@ -359,12 +359,7 @@ class FolderSource:
                 kept = {k: t for k, t in older.items() if k.provider not in providers}
                 kept.update(keys)
                 book[day] = kept
-            out.rows += b.rows
-            for r, n in b.rejected.items():
-                out.rejected[r] = out.rejected.get(r, 0) + n
-            out.first_errors = (out.first_errors + b.first_errors)[:5]
-            if b.newest is not None and (out.newest is None or b.newest > out.newest):
-                out.newest = b.newest
+            out.merge_tallies(b)
         out.days = book
         return Delivery(out, None, 0)
 
