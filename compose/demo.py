@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,13 @@ def demo_vercel_config(api_url: str, secrets_dir: str, state_file: str) -> dict[
     }
 
 
-def write_demo_vercel_secrets(secrets_dir: Path) -> None:
+def write_demo_tokens(secrets_dir: Path, names: Iterable[str]) -> None:
+    """A random token per file, kept across restarts: the stack's exporter and the fake it talks
+    to read the same file."""
     import secrets
 
     secrets_dir.mkdir(parents=True, exist_ok=True)
-    for name in VERCEL_SECRET_FILES.values():
+    for name in names:
         path = secrets_dir / name
         if not path.exists():
             path.write_text(f"demo-{secrets.token_hex(16)}\n", encoding="utf-8")
@@ -167,17 +170,6 @@ def demo_supabase_management(api_url: str, token_file: str) -> dict[str, Any]:
 
 DEMO_BILLING_TEAM_ID = DEMO_VERCEL_TEAM_ID
 BILLING_SECRET_FILES = {"vercel": "vercel_billing_token", "openai": "openai_admin_key"}
-
-
-def write_demo_billing_secrets(secrets_dir: Path) -> None:
-    import secrets
-
-    secrets_dir.mkdir(parents=True, exist_ok=True)
-    for name in BILLING_SECRET_FILES.values():
-        path = secrets_dir / name
-        if not path.exists():
-            path.write_text(f"demo-{secrets.token_hex(16)}\n", encoding="utf-8")
-            path.chmod(0o600)
 
 
 def demo_billing_config(

@@ -196,7 +196,7 @@ def prepare() -> list[Proc]:
         sb_project_metrics: dict[str, object] | None = demo.demo_project_metrics(
             _url("supabase-api"), str(secrets / "supabase_keys")
         )
-        demo.write_demo_vercel_secrets(secrets)
+        demo.write_demo_tokens(secrets, demo.VERCEL_SECRET_FILES.values())
         vercel_cfg: Path | None = cfg / "vercel.yaml"
         assert vercel_cfg is not None
         vercel_cfg.write_text(
@@ -231,7 +231,7 @@ def prepare() -> list[Proc]:
                 _url("vercel-api") + "  (DEMO Vercel API and drain feed)",
             )
         )
-        demo.write_demo_billing_secrets(secrets)
+        demo.write_demo_tokens(secrets, demo.BILLING_SECRET_FILES.values())
         invoices = RUN / "demo" / "invoices"
         procs.append(
             Proc(
