@@ -48,7 +48,7 @@ from compose.processes import (
     wait_ready,
 )
 from compose.stack import isolated_env
-from tests.fakes.platform import set_mode
+from fakes.platform import set_mode
 
 BASE_HOOK = "T0BASE/B0BASE/baseline-token"
 
@@ -156,11 +156,11 @@ class Baseline:
         )
         self._run(
             python_argv(
-                "tests.fakes.sink",
+                "fakes.sink",
                 "--listen",
                 f"127.0.0.1:{p['sink']}",
-                "--slack-webhook",
-                f"{BASE_HOOK}=#alerts",
+                "--slack-webhook-url-file",
+                f"{w / 'slack_url'}=#alerts",
             ),
             "sink",
             f"http://127.0.0.1:{p['sink']}/-/healthy",

@@ -40,10 +40,11 @@ from pathlib import Path
 
 import yaml
 
+from common.durations import parse_duration
 from compose.processes import free_port, prometheus_argv, promtool_binary, spawn, stop, wait_ready
 from dashboards.build import GENERATED
-from exporters.common.durations import parse_duration
-from tests.conftest import ROOT
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BLOCK = 7200
 VERCEL_REGIONS = ("iad1", "fra1", "cdg1", "sfo1")

@@ -38,7 +38,7 @@ SERVICES = [
 def generate(path: Path, rows: int) -> None:
     """An hourly, resource-level export over one month: the shape of AWS's FOCUS 1.x export."""
     # Imported here: the measuring child processes should not carry the fake's aiohttp.
-    from tests.fakes.billing_api import FOCUS_CSV_COLUMNS
+    from fakes.billing_api import FOCUS_CSV_COLUMNS
 
     columns = (*FOCUS_CSV_COLUMNS[:-1], "RegionId", "Tags")
     rnd = random.Random(42)

@@ -13,8 +13,8 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from recorder.app import make_app
-from recorder.payloads import DeploymentEvent, Notification
-from recorder.store import _LOG_NOTIFICATION, _UPSERT_ALERT, LatestDeployment
+from schema.rows import DeploymentEvent, LatestDeployment, Notification
+from schema.writes import _LOG_NOTIFICATION, _UPSERT_ALERT
 
 
 class NaiveStore:

@@ -26,7 +26,7 @@ import psycopg
 
 from compose.database import drop_database, ensure_database
 from compose.processes import free_port, python_argv, spawn, stop, wait_ready
-from recorder import migrate
+from schema import migrate
 
 TOKEN = "bench-token"  # noqa: S105 - a loopback benchmark token
 

@@ -30,8 +30,8 @@ import psycopg
 import yaml
 from psycopg import sql
 
+from compose.pg_cluster import Cluster, throwaway_cluster
 from compose.processes import free_port, spawn, stop, wait_ready
-from tests.pg_cluster import Cluster, throwaway_cluster
 
 TABLES = 1000
 STATEMENTS = 5000

@@ -21,14 +21,21 @@ from pathlib import Path
 import httpx
 from aiohttp.test_utils import TestServer
 
+from common.config import load_config
 from exporters.vercel.api import VercelApi
 from exporters.vercel.app import Exporter
-from tests.fakes.vercel_api import VercelApiState, make_app, timeline
-from tests.vercel.helpers import PROJECT_ID, TOKEN, SimClock, load, write_config
+from exporters.vercel.config import VercelConfig, read_secrets
+from fakes.vercel_api import VercelApiState, make_app, timeline
+from fakes.vercel_setup import PROJECT_ID, TOKEN, SimClock, write_config
 
 TEAM = "team_1a2b3c4d5e6f7g8h9i0j1k2l"
 INTERVAL = 30.0
 TARGET_RATIO = 0.05
+
+
+def _load(path: Path) -> tuple[VercelConfig, dict[str, str]]:
+    cfg = load_config(path, VercelConfig)
+    return cfg, read_secrets(cfg)
 
 
 async def naive_refresh(client: httpx.AsyncClient) -> int:
@@ -58,7 +65,7 @@ async def run(history: int, hours_warm: int = 1) -> tuple[int, int, int]:
     await server.start_server()
     base = str(server.make_url("")).rstrip("/")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, secrets = load(
+        cfg, secrets = _load(
             write_config(Path(tmp), base_url=base, api={"lookback": f"{history + 60}m"})
         )
         api = VercelApi.from_config(cfg.api, secrets["token"], clock=clock, sleep=clock.sleep)

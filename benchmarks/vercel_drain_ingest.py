@@ -17,14 +17,21 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
 
+from common.config import load_config
 from exporters.vercel import labels as L
+from exporters.vercel.config import VercelConfig, read_secrets
 from exporters.vercel.drain_body import open_body, records
 from exporters.vercel.drains import DrainReceiver
-from tests.fakes.vercel_drains import encode, log_records, sign
-from tests.vercel.helpers import PROJECT_ID, SECRETS, load, write_config
+from fakes.vercel_drains import encode, log_records, sign
+from fakes.vercel_setup import PROJECT_ID, SECRETS, write_config
 
 TARGET = 50_000
 BATCH = 1_000
+
+
+def _load(path: Path) -> tuple[VercelConfig, dict[str, str]]:
+    cfg = load_config(path, VercelConfig)
+    return cfg, read_secrets(cfg)
 
 
 def batches(n: int, fmt: str) -> list[tuple[bytes, str]]:
@@ -38,7 +45,7 @@ def batches(n: int, fmt: str) -> list[tuple[bytes, str]]:
 
 
 def ours(work: list[tuple[bytes, str]], tmp: Path) -> float:
-    cfg, secrets = load(write_config(tmp, token=False))
+    cfg, secrets = _load(write_config(tmp, token=False))
     receiver = DrainReceiver(cfg, secrets)
     start = time.process_time()
     for body, sig in work:

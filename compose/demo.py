@@ -135,7 +135,7 @@ def ensure_demo_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-DEMO_SUPABASE_REF = "wsinfrademo0000000001"  # tests/fakes/supabase_api.py serves it
+DEMO_SUPABASE_REF = "wsinfrademo0000000001"  # fakes/supabase_api.py serves it
 
 
 DEMO_SUPABASE_KEY = "sb_secret_demo00000000000000000000"
@@ -212,14 +212,15 @@ def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
         path.chmod(0o600)
 
 
-def sink_args(listen: str) -> list[str]:
+def sink_args(listen: str, secrets_dir: str) -> list[str]:
+    """The sink reads the webhook URL and routing key from the files Alertmanager reads."""
     return [
         "--listen",
         listen,
-        "--slack-webhook",
-        f"{DEMO_SLACK_PATH}={DEMO_SLACK_CHANNEL}",
-        "--pager-key",
-        DEMO_PAGER_KEY,
+        "--slack-webhook-url-file",
+        f"{secrets_dir}/slack_webhook_url={DEMO_SLACK_CHANNEL}",
+        "--pager-key-file",
+        f"{secrets_dir}/pagerduty_routing_key",
     ]
 
 

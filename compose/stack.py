@@ -147,7 +147,7 @@ def prepare() -> list[Proc]:
             Proc(
                 "platform",
                 python_argv(
-                    "tests.fakes.platform",
+                    "fakes.platform",
                     "serve",
                     "--listen",
                     f"{HOST}:{PORTS['platform']}",
@@ -167,7 +167,7 @@ def prepare() -> list[Proc]:
         procs.append(
             Proc(
                 "sink",
-                python_argv("tests.fakes.sink", *demo.sink_args(f"{HOST}:{PORTS['sink']}")),
+                python_argv("fakes.sink", *demo.sink_args(f"{HOST}:{PORTS['sink']}", str(secrets))),
                 _url("sink", "/-/healthy"),
                 _url("sink") + "  (DEMO Slack/PagerDuty sink: messages show here)",
             )
@@ -177,7 +177,7 @@ def prepare() -> list[Proc]:
             Proc(
                 "supabase-api",
                 python_argv(
-                    "tests.fakes.supabase_api",
+                    "fakes.supabase_api",
                     "--listen",
                     f"{HOST}:{PORTS['supabase-api']}",
                     "--token-file",
@@ -211,7 +211,7 @@ def prepare() -> list[Proc]:
             Proc(
                 "vercel-api",
                 python_argv(
-                    "tests.fakes.vercel",
+                    "fakes.vercel",
                     "--listen",
                     f"{HOST}:{PORTS['vercel-api']}",
                     "--secrets-dir",
@@ -237,7 +237,7 @@ def prepare() -> list[Proc]:
             Proc(
                 "billing-api",
                 python_argv(
-                    "tests.fakes.billing_api",
+                    "fakes.billing_api",
                     "--vercel-listen",
                     f"{HOST}:{PORTS['billing-vercel-api']}",
                     "--openai-listen",
@@ -627,7 +627,7 @@ def fault(mode: str, delay: float) -> int:
             file=sys.stderr,
         )
         return 2
-    from tests.fakes.platform import set_mode
+    from fakes.platform import set_mode
 
     try:
         state = set_mode(f"{HOST}:{PORTS['platform-control']}", mode, delay)

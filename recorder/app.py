@@ -24,16 +24,15 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-from exporters.common.build_info import build_info
+from common.build_info import build_info
 from recorder.payloads import (
-    DeploymentEvent,
-    Notification,
     PayloadError,
     parse_alertmanager,
     parse_github,
     parse_vercel,
 )
-from recorder.store import LatestDeployment, StoreUnavailable
+from recorder.store import StoreUnavailable
+from schema.rows import DeploymentEvent, LatestDeployment, Notification
 
 log = logging.getLogger(__name__)
 # `_created` series double every counter's output and no rule or dashboard reads them.

@@ -11,13 +11,13 @@ import sys
 import psycopg
 from aiohttp import web
 
-from exporters.common.cli import add_common_flags
-from exporters.common.config import ConfigError, load_config
-from exporters.common.logging import configure
-from recorder import migrate
+from common.cli import add_common_flags
+from common.config import ConfigError, load_config
+from common.logging import configure
 from recorder.app import make_app
 from recorder.config import RecorderConfig, Secrets
 from recorder.store import PgStore, StoreUnavailable
+from schema import migrate
 
 log = logging.getLogger("recorder")
 

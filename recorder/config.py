@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from exporters.common.config import Strict, read_secret_file
-from exporters.common.durations import Duration
+from common.config import Strict, read_secret_file
+from common.durations import Duration
 
 
 class Database(Strict):

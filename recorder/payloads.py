@@ -9,14 +9,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-SEVERITIES = ("info", "warning", "error", "critical")
-ENVIRONMENTS = ("production", "staging", "preview")
-STATUSES = ("in_progress", "success", "failed", "rolled_back")
-
+from schema.rows import SEVERITIES, AlertRow, DeploymentEvent, Notification
 
 _FRACTION = re.compile(r"(\.\d+)")
 
@@ -29,48 +25,6 @@ class PayloadError(Exception):
         self.reason = reason
         self.detail = detail
         self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRow:
-    alert_id: str
-    alert_type: str
-    severity: str
-    service_name: str
-    region: str | None
-    alert_title: str
-    alert_description: str
-    metric_threshold: float | None
-    current_metric_value: float | None
-    alert_rule: dict[str, Any]
-    triggered_at: datetime
-    resolved_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    receiver: str
-    group_key: str
-    status: str
-    truncated_alerts: int
-    alerts: tuple[AlertRow, ...]
-    raw: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class DeploymentEvent:
-    provider: str
-    delivery_id: str
-    event: str
-    deployment_id: str
-    environment: str
-    git_branch: str
-    git_commit_hash: str
-    status: str  # one of STATUSES
-    deployment_url: str | None
-    error_message: str | None
-    at: datetime  # when this event happened
-    started_at: datetime | None  # when the deployment was created, if the event says
 
 
 def load_json(body: bytes) -> Any:

@@ -1,107 +1,24 @@
-"""Postgres writes: one transaction per webhook, idempotent under at-least-once delivery."""
+"""The recorder's database side: a pool, one transaction per webhook (the SQL is in
+`schema.writes`), idempotent under at-least-once delivery."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from exporters.common.config import read_secret_file
-from recorder import migrate
+from common.config import read_secret_file
 from recorder.config import Database
-from recorder.payloads import DeploymentEvent, Notification
+from schema import migrate, writes
+from schema.rows import DeploymentEvent, LatestDeployment, Notification
 
 log = logging.getLogger(__name__)
 
 
 class StoreUnavailable(Exception):
     """The database cannot be reached or timed out: the caller answers 503 and is retried."""
-
-
-_LOG_NOTIFICATION = """
-INSERT INTO alertmanager_notifications (receiver, group_key, status, truncated_alerts, alert_count, payload)
-VALUES (%s, %s, %s, %s, %s, %s)
-"""
-
-# One row per alert instance. Duplicates (retries, HA pairs, repeat_interval) update the same
-# row; the first resolution time wins, and a late "firing" never un-resolves an alert.
-_UPSERT_ALERT = """
-INSERT INTO infrastructure_alerts (
-    alert_id, alert_type, severity, service_name, region, alert_title, alert_description,
-    metric_threshold, current_metric_value, alert_rule, notification_sent, triggered_at, resolved_at
-) VALUES (
-    %(alert_id)s, %(alert_type)s, %(severity)s, %(service_name)s, %(region)s, %(alert_title)s,
-    %(alert_description)s, %(metric_threshold)s, %(current_metric_value)s, %(alert_rule)s, true,
-    %(triggered_at)s, %(resolved_at)s
-)
-ON CONFLICT (alert_id) DO UPDATE SET
-    resolved_at = COALESCE(infrastructure_alerts.resolved_at, EXCLUDED.resolved_at),
-    alert_description = CASE WHEN infrastructure_alerts.resolved_at IS NULL
-        THEN EXCLUDED.alert_description ELSE infrastructure_alerts.alert_description END,
-    current_metric_value = CASE WHEN infrastructure_alerts.resolved_at IS NULL
-        THEN COALESCE(EXCLUDED.current_metric_value, infrastructure_alerts.current_metric_value)
-        ELSE infrastructure_alerts.current_metric_value END,
-    alert_rule = EXCLUDED.alert_rule,
-    notification_sent = true
-"""
-
-_CLAIM_DELIVERY = """
-INSERT INTO webhook_deliveries (provider, delivery_id, event) VALUES (%s, %s, %s)
-ON CONFLICT DO NOTHING RETURNING 1
-"""
-
-# A deployment moves forward only: a late or repeated in_progress never reverts an outcome,
-# rolled_back is final, and a promotion to production is never undone by an older event.
-_UPSERT_DEPLOYMENT = """
-INSERT INTO deployment_history AS d (
-    deployment_id, environment, git_branch, git_commit_hash, deployment_status,
-    deployment_url, error_message, deployed_at, completed_at, build_duration_ms
-) VALUES (
-    %(deployment_id)s, %(environment)s, %(git_branch)s, %(git_commit_hash)s, %(status)s::VARCHAR,
-    %(deployment_url)s, %(error_message)s, COALESCE(%(started_at)s::TIMESTAMPTZ, %(at)s::TIMESTAMPTZ),
-    CASE WHEN %(status)s::VARCHAR <> 'in_progress' THEN %(at)s::TIMESTAMPTZ END,
-    CASE WHEN %(status)s::VARCHAR <> 'in_progress' AND %(started_at)s::TIMESTAMPTZ < %(at)s::TIMESTAMPTZ
-         THEN (EXTRACT(EPOCH FROM %(at)s::TIMESTAMPTZ - %(started_at)s::TIMESTAMPTZ) * 1000)::INTEGER END
-)
-ON CONFLICT (deployment_id) DO UPDATE SET
-    environment = CASE WHEN EXCLUDED.environment = 'production' THEN 'production' ELSE d.environment END,
-    git_branch = CASE WHEN d.git_branch = 'unknown' THEN EXCLUDED.git_branch ELSE d.git_branch END,
-    git_commit_hash = CASE WHEN d.git_commit_hash = 'unknown' THEN EXCLUDED.git_commit_hash ELSE d.git_commit_hash END,
-    deployment_url = COALESCE(EXCLUDED.deployment_url, d.deployment_url),
-    error_message = COALESCE(EXCLUDED.error_message, d.error_message),
-    deployed_at = LEAST(d.deployed_at, EXCLUDED.deployed_at),
-    deployment_status = CASE
-        WHEN d.deployment_status = 'rolled_back' THEN 'rolled_back'
-        WHEN EXCLUDED.deployment_status = 'in_progress' THEN d.deployment_status
-        ELSE EXCLUDED.deployment_status END,
-    completed_at = COALESCE(d.completed_at, EXCLUDED.completed_at),
-    build_duration_ms = CASE
-        WHEN COALESCE(d.completed_at, EXCLUDED.completed_at) > LEAST(d.deployed_at, EXCLUDED.deployed_at)
-        THEN (EXTRACT(EPOCH FROM COALESCE(d.completed_at, EXCLUDED.completed_at)
-                                - LEAST(d.deployed_at, EXCLUDED.deployed_at)) * 1000)::INTEGER
-        END
-"""
-
-_DEPLOY_SUMMARY = """
-SELECT DISTINCT ON (environment) environment, COALESCE(completed_at, deployed_at), git_commit_hash, git_branch
-FROM deployment_history
-WHERE deployment_status = 'success'
-ORDER BY environment, COALESCE(completed_at, deployed_at) DESC
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class LatestDeployment:
-    environment: str
-    at: datetime
-    commit: str
-    branch: str
 
 
 class PgStore:
@@ -142,23 +59,8 @@ class PgStore:
     async def write_notification(self, n: Notification) -> int:
         try:
             async with self._conn() as conn, conn.transaction():
-                await conn.execute(
-                    _LOG_NOTIFICATION,
-                    (
-                        n.receiver,
-                        n.group_key,
-                        n.status,
-                        n.truncated_alerts,
-                        len(n.alerts),
-                        Jsonb(n.raw),
-                    ),
-                )
-                if n.alerts:
-                    async with conn.cursor() as cur:
-                        await cur.executemany(
-                            _UPSERT_ALERT,
-                            [{**asdict(a), "alert_rule": Jsonb(a.alert_rule)} for a in n.alerts],
-                        )
+                await writes.log_notification(conn, n)
+                await writes.upsert_alerts(conn, n.alerts)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         return len(n.alerts)
@@ -170,19 +72,17 @@ class PgStore:
         try:
             async with self._conn() as conn:
                 async with conn.transaction():
-                    cur = await conn.execute(_CLAIM_DELIVERY, (provider, delivery, event_name))
-                    if await cur.fetchone() is None:
+                    if not await writes.claim_delivery(conn, provider, delivery, event_name):
                         return False
                     if event is not None:
-                        await conn.execute(_UPSERT_DEPLOYMENT, asdict(event))
+                        await writes.upsert_deployment(conn, event)
                 await self._refresh_latest(conn)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         return True
 
     async def _refresh_latest(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        cur = await conn.execute(_DEPLOY_SUMMARY)
-        self.latest = {r[0]: LatestDeployment(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()}
+        self.latest = await writes.deployment_summary(conn)
         await conn.commit()
 
     async def load_latest(self) -> None:
@@ -198,68 +98,3 @@ class PgStore:
                 return await migrate.current(conn) == migrate.head()
         except (psycopg.OperationalError, PoolTimeout):
             return False
-
-
-@dataclass(frozen=True, slots=True)
-class CostRow:
-    """One row of the spec's cost_tracking: a provider's service category over a billing period
-    (a UTC month; `billing_period_end` is exclusive, as in FOCUS)."""
-
-    service_provider: str
-    service_category: str
-    billing_period_start: date
-    billing_period_end: date
-    usage_quantity: Decimal
-    usage_unit: str
-    cost_usd: Decimal
-    projected_monthly_cost: Decimal | None
-    usage_tier: str | None
-    cost_notes: str
-
-
-_UPSERT_COST = """
-INSERT INTO cost_tracking (
-    service_provider, service_category, billing_period_start, billing_period_end, usage_quantity,
-    usage_unit, cost_usd, projected_monthly_cost, usage_tier, cost_notes
-) VALUES (
-    %(service_provider)s, %(service_category)s, %(billing_period_start)s, %(billing_period_end)s,
-    %(usage_quantity)s, %(usage_unit)s, %(cost_usd)s, %(projected_monthly_cost)s, %(usage_tier)s,
-    %(cost_notes)s
-)
-ON CONFLICT (service_provider, service_category, billing_period_start, billing_period_end) DO UPDATE SET
-    usage_quantity = EXCLUDED.usage_quantity,
-    usage_unit = EXCLUDED.usage_unit,
-    cost_usd = EXCLUDED.cost_usd,
-    projected_monthly_cost = EXCLUDED.projected_monthly_cost,
-    usage_tier = EXCLUDED.usage_tier,
-    cost_notes = EXCLUDED.cost_notes,
-    recorded_at = now()
-"""
-
-# A category restated away (its charges moved or were credited out of existence) must not
-# linger: the period's rows for that provider become exactly what was written.
-_DELETE_STALE_COSTS = """
-DELETE FROM cost_tracking
-WHERE service_provider = %s AND billing_period_start = %s AND billing_period_end = %s
-  AND NOT (service_category = ANY(%s))
-"""
-
-
-async def write_costs(
-    conn: psycopg.AsyncConnection[Any],
-    periods: list[tuple[date, date]],
-    providers: list[str],
-    rows: list[CostRow],
-) -> None:
-    """Make cost_tracking hold exactly `rows` for these periods and providers, in one transaction."""
-    async with conn.transaction(), conn.cursor() as cur:
-        for start, end in periods:
-            for provider in providers:
-                cats = [
-                    r.service_category
-                    for r in rows
-                    if r.service_provider == provider and r.billing_period_start == start
-                ]
-                await cur.execute(_DELETE_STALE_COSTS, (provider, start, end, cats))
-        if rows:
-            await cur.executemany(_UPSERT_COST, [asdict(r) for r in rows])

@@ -85,7 +85,7 @@ def pg_dsn() -> Iterator[str]:
 async def migrated_dsn(pg_dsn: str) -> str:
     import psycopg
 
-    from recorder import migrate
+    from schema import migrate
 
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
         await migrate.apply(conn)

@@ -101,7 +101,7 @@ def _recorder_metric_names() -> set[str]:
     from datetime import UTC, datetime
 
     from recorder.app import Metrics, StateCollector
-    from recorder.store import LatestDeployment
+    from schema.rows import LatestDeployment
 
     class Store:
         def __init__(self) -> None:
@@ -124,7 +124,7 @@ def _vercel_metric_names() -> set[str]:
     from exporters.vercel.app import Exporter
     from exporters.vercel.app import render as render_vercel
     from exporters.vercel.trace_drain import resources_from_json
-    from tests.fakes.vercel_drains import log_records, otlp_json, speed_insights_records
+    from fakes.vercel_drains import log_records, otlp_json, speed_insights_records
     from tests.vercel.helpers import PROJECT_ID, SimClock, load, samples, write_config
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,11 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from common.web import healthy, landing_page
 from exporters.billing import metrics
 from exporters.billing.config import DB_PASSWORD, BillingConfig
 from exporters.billing.cost_tracking import CostTrackingWriter
 from exporters.billing.poller import BillingPoller, make_sources
-from exporters.common.web import healthy, landing_page
 
 
 class Exporter:

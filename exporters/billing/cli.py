@@ -20,14 +20,14 @@ from pathlib import Path
 
 import httpx
 
+from common.cli import exporter_main, load_for_cli
+from common.logging import configure
 from exporters.billing import figures, report
 from exporters.billing.app import Exporter, make_app
 from exporters.billing.config import BillingConfig, read_secrets
 from exporters.billing.ledger import Ledger
 from exporters.billing.poller import make_sources
 from exporters.billing.sources import SourceError
-from exporters.common.cli import exporter_main, load_for_cli
-from exporters.common.logging import configure
 
 log = logging.getLogger("exporters.billing")
 DEFAULT_PORT = 9705

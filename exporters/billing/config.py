@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from exporters.common.config import Conninfo, Strict, read_secret_file
-from exporters.common.durations import Duration
+from common.config import Conninfo, Strict, read_secret_file
+from common.durations import Duration
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _URL = re.compile(r"^https?://[^/\s@]+")

@@ -1,5 +1,5 @@
 """The scheduled job's write: each refresh puts the current and previous months into the spec's
-cost_tracking table through the recorder's store (which owns the schema and its migrations).
+cost_tracking table through the schema package (which owns the tables and their migrations).
 
 One row per provider, service category and UTC month. `cost_usd` is the billed cost of every
 charge category together (what the invoice says); `cost_notes` keeps the categories apart so a
@@ -20,7 +20,8 @@ import psycopg
 from exporters.billing.config import CostTracking
 from exporters.billing.figures import ZERO, Month, next_month
 from exporters.billing.focus import CHARGE_CATEGORIES, Totals
-from recorder.store import CostRow, write_costs
+from schema.rows import CostRow
+from schema.writes import write_costs
 
 log = logging.getLogger("exporters.billing.cost_tracking")
 CENT = Decimal("0.01")

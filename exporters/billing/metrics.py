@@ -6,11 +6,11 @@ from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
+from common.build_info import build_info
 from exporters.billing.figures import days_in_month
 from exporters.billing.focus import REJECT_REASONS
 from exporters.billing.poller import BillingPoller
 from exporters.billing.sources import ERROR_REASONS
-from exporters.common.build_info import build_info
 
 CACHED = "Refreshed in the background (hourly by default); /metrics serves the last refresh."
 

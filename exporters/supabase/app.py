@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporters.common.build_info import build_info
-from exporters.common.web import healthy, landing_page
+from common.build_info import build_info
+from common.web import healthy, landing_page
 from exporters.supabase.config import MANAGEMENT_TOKEN, SupabaseConfig
 from exporters.supabase.management import ManagementPoller
 from exporters.supabase.project_metrics import ProjectMetricsProxy

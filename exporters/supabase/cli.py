@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from exporters.common.cli import exporter_main
+from common.cli import exporter_main
 from exporters.supabase.app import Exporter, make_app
 from exporters.supabase.config import SupabaseConfig, read_secrets
 

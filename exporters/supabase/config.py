@@ -8,8 +8,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from exporters.common.config import Conninfo, Strict, read_secret_file
-from exporters.common.durations import Duration
+from common.config import Conninfo, Strict, read_secret_file
+from common.durations import Duration
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
@@ -60,11 +60,9 @@ class Database(Strict):
     @field_validator("disabled_collectors")
     @classmethod
     def _collectors(cls, value: list[str]) -> list[str]:
-        from exporters.supabase.sql import COLLECTORS
-
-        unknown = sorted(set(value) - set(COLLECTORS))
+        unknown = sorted(set(value) - set(COLLECTOR_NAMES))
         if unknown:
-            raise ValueError(f"unknown collectors {unknown}; known: {', '.join(COLLECTORS)}")
+            raise ValueError(f"unknown collectors {unknown}; known: {', '.join(COLLECTOR_NAMES)}")
         return value
 
     @model_validator(mode="after")
@@ -74,6 +72,17 @@ class Database(Strict):
         return self
 
 
+# The SQL collectors (exporters/supabase/sql.py implements one per name, in this order).
+COLLECTOR_NAMES = (
+    "connections",
+    "activity",
+    "database",
+    "wraparound",
+    "replication",
+    "tables",
+    "statements",
+    "active_users",
+)
 SERVICES = ("auth", "db", "db_postgres_user", "pg_bouncer", "pooler", "realtime", "rest", "storage")
 _REF = re.compile(r"^[a-z0-9]{1,40}$")
 

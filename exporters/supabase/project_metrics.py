@@ -17,7 +17,7 @@ import time
 import httpx
 from aiohttp import web
 
-from exporters.common.config import read_secret_file
+from common.config import read_secret_file
 from exporters.supabase.config import ProjectMetrics
 from exporters.supabase.management import ManagementPoller
 

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
-from exporters.supabase.config import Database
+from exporters.supabase.config import COLLECTOR_NAMES, Database
 
 XID_LIMIT = 2**31  # transaction ids until wraparound
 STATES = {
@@ -421,3 +421,9 @@ COLLECTORS: dict[str, Collector] = {
     "statements": statements,
     "active_users": active_users,
 }
+if (
+    tuple(COLLECTORS) != COLLECTOR_NAMES
+):  # pragma: no cover - a developer's mistake, caught on import
+    raise RuntimeError(
+        "exporters.supabase.config.COLLECTOR_NAMES must list sql.COLLECTORS in order"
+    )

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from exporters.common.build_info import build_info
-from exporters.common.web import healthy, landing_page
+from common.build_info import build_info
+from common.web import healthy, landing_page
 from exporters.uptime.collector import ExporterMeta, UptimeCollector
 from exporters.uptime.config import UptimeConfig
 from exporters.uptime.scheduler import Prober

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from exporters.common.cli import exporter_main
+from common.cli import exporter_main
 from exporters.uptime.app import make_app
 from exporters.uptime.config import UptimeConfig
 from exporters.uptime.scheduler import plan

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from exporters.common.config import Strict
-from exporters.common.durations import Duration
+from common.config import Strict
+from common.durations import Duration
 
 # Target names become the `target` label: keep them short, stable and bounded by this file.
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")

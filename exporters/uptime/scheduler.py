@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from exporters.common.build_info import build_info
-from exporters.common.config import read_secret_file
+from common.build_info import build_info
+from common.config import read_secret_file
 from exporters.uptime.config import Target, UptimeConfig
 from exporters.uptime.probe import HttpSpec, ProbeResult, TcpSpec, probe_http, probe_tcp
 

@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporters.common.build_info import build_info
-from exporters.common.web import healthy, landing_page
+from common.build_info import build_info
+from common.web import healthy, landing_page
 from exporters.vercel.api import VercelApi
 from exporters.vercel.config import VercelConfig
 from exporters.vercel.deployments import DeploymentTracker

@@ -8,8 +8,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from exporters.common.config import Strict, read_secret_file
-from exporters.common.durations import Duration
+from common.config import Strict, read_secret_file
+from common.durations import Duration
 
 # Project names become the `project` label: short, stable, bounded by this file.
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from exporters.billing.app import Exporter
 from exporters.billing.config import BillingConfig, read_secrets
-from tests.fakes.billing_api import (
+from fakes.billing_api import (
     BillingApiState,
     BillingData,
     make_openai_app,
@@ -82,7 +82,7 @@ async def rig(
     invoices: bool = True,
     **extra: Any,
 ) -> AsyncIterator[Rig]:
-    from exporters.common.config import load_config
+    from common.config import load_config
 
     clock = SimClock(now.timestamp())
     data = data or BillingData(start=date(2026, 8, 1))

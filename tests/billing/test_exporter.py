@@ -174,7 +174,7 @@ def test_bad_config_exits_2_listing_every_key(tmp_path: Path) -> None:
 
 
 def test_report_command_prints_json_and_fails_cleanly(tmp_path: Path) -> None:
-    from tests.fakes.billing_api import write_supabase_invoices
+    from fakes.billing_api import write_supabase_invoices
 
     write_supabase_invoices(tmp_path / "inv", date(2026, 9, 1), date(2026, 11, 26))
     (tmp_path / "b.yaml").write_text(
@@ -199,7 +199,7 @@ def test_report_command_prints_json_and_fails_cleanly(tmp_path: Path) -> None:
     import json
 
     doc = json.loads(res.stdout)
-    from tests.fakes.billing_api import supabase_invoice
+    from fakes.billing_api import supabase_invoice
 
     want = sum(
         (Decimal(x["BilledCost"]) for x in supabase_invoice(date(2026, 10, 1), 1)), Decimal(0)
@@ -216,8 +216,8 @@ def test_report_command_prints_json_and_fails_cleanly(tmp_path: Path) -> None:
 
 
 def test_the_example_config_is_valid() -> None:
+    from common.config import load_config
     from exporters.billing.config import BillingConfig
-    from exporters.common.config import load_config
 
     cfg = load_config(ROOT / "config" / "example" / "billing.yaml", BillingConfig)
     assert [s.name for s in cfg.sources()] == ["vercel", "openai", "supabase"]

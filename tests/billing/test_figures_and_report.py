@@ -17,8 +17,8 @@ from exporters.billing.focus import Key, Totals
 from exporters.billing.ledger import Ledger
 from exporters.billing.recommendations import recommend
 from exporters.billing.report import phase_for
+from fakes.billing_api import supabase_invoice
 from tests.billing.helpers import rig
-from tests.fakes.billing_api import supabase_invoice
 
 D = Decimal
 

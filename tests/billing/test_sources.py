@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from exporters.billing import figures
+from fakes.billing_api import BillingData, supabase_invoice, write_focus_csv
 from tests.billing.helpers import OPENAI_KEY, TEAM, VERCEL_TOKEN, rig
-from tests.fakes.billing_api import BillingData, supabase_invoice, write_focus_csv
 
 NOV = date(2026, 11, 1)
 

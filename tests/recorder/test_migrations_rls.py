@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from recorder import migrate
+from schema import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from exporters.supabase.management import (
     parse_backups,
     parse_health,
 )
-from tests.fakes.supabase_api import FakeProject, SupabaseApiState, make_app
+from fakes.supabase_api import FakeProject, SupabaseApiState, make_app
 from tests.vercel.helpers import SimClock, samples
 
 TOKEN = "sbp_SECRET_token_0123456789"

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from exporters.supabase.app import Exporter, make_app
 from exporters.supabase.config import SupabaseConfig
-from tests.fakes.supabase_metrics import make_app as fake_metrics
+from fakes.supabase_metrics import make_app as fake_metrics
 
 KEY = "sb_secret_SUPERSECRET_123"
 

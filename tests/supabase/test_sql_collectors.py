@@ -223,7 +223,7 @@ async def test_a_full_scrape_produces_exactly_the_declared_series(cluster: Clust
 
 
 def test_the_example_config_is_valid() -> None:
-    from exporters.common.config import load_config
+    from common.config import load_config
     from tests.conftest import ROOT
 
     cfg = load_config(ROOT / "config" / "example" / "supabase.yaml", SupabaseConfig)
@@ -231,7 +231,7 @@ def test_the_example_config_is_valid() -> None:
 
 
 def test_config_refuses_passwords_and_unknown_collectors(tmp_path: Any) -> None:
-    from exporters.common.config import ConfigError, load_config
+    from common.config import ConfigError, load_config
 
     bad = tmp_path / "s.yaml"
     bad.write_text(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporters.common.web import landing_page
+from common.web import landing_page
 
 
 def test_landing_page_links_metrics_and_escapes_items() -> None:

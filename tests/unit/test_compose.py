@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from common.config import load_config
 from compose.build import main as build_main
-from exporters.common.config import load_config
 from exporters.uptime.config import UptimeConfig
 from tests.conftest import ROOT
 

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
-from tests.fakes.platform import Platform
-from tests.fakes.sink import PAGER, SLACK, make_sink
+from fakes.platform import Platform
+from fakes.sink import PAGER, SLACK, make_sink
 
 HOOK = "T0TEST/B0TEST/s3cret"
 KEY = "k" * 32

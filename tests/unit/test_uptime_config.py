@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exporters.common.config import ConfigError, load_config
-from exporters.common.durations import parse_duration
+from common.config import ConfigError, load_config
+from common.durations import parse_duration
 from exporters.uptime.config import UptimeConfig
 from tests.conftest import ROOT
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from exporters.uptime.probe import HttpSpec, TcpSpec, probe_http, probe_tcp
-from tests.fakes.platform import SECURITY_HEADERS
+from fakes.platform import SECURITY_HEADERS
 
 UA = "wsinfra-uptime/test"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporters.common.config import ConfigError, load_config
+from common.config import ConfigError, load_config
 from exporters.vercel.app import Exporter, render
 from exporters.vercel.cli import main
 from exporters.vercel.config import VercelConfig
+from fakes.vercel_drains import log_records, otlp_json, speed_insights_records
 from tests.conftest import ROOT
-from tests.fakes.vercel_drains import log_records, otlp_json, speed_insights_records
 from tests.vercel.helpers import PROJECT_ID, SECRETS, TOKEN, load, write_config
 
 

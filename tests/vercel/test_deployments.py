@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from exporters.vercel.api import VercelApi
 from exporters.vercel.app import Exporter, render
-from tests.fakes.vercel_api import FakeDeployment, VercelApiState, make_app, timeline
+from fakes.vercel_api import FakeDeployment, VercelApiState, make_app, timeline
 from tests.vercel.helpers import PROJECT_ID, TOKEN, SimClock, load, value, write_config
 
 TEAM = "team_1a2b3c4d5e6f7g8h9i0j1k2l"

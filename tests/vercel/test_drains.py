@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporters.vercel.app import Exporter, make_app, render
 from exporters.vercel.drain_body import signature
-from tests.fakes.vercel_drains import (
+from fakes.vercel_drains import (
     delivery,
     encode,
     log_records,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.fakes.vercel_api import VercelApiState, make_app, timeline
+from fakes.vercel_api import VercelApiState, make_app, timeline
 
 TOKEN = "t0ken"
 TEAM = "team_abc"

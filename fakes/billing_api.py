@@ -9,7 +9,7 @@
   `limit` 1-180 (default 7), `page` = the previous `next_page`; 429 with Retry-After. Amounts
   are numbers, or numeric strings when `amounts_as_strings` is set (seen in the wild).
 
-`python -m tests.fakes.billing_api` serves both (two ports) with DEMO data: several months of
+`python -m fakes.billing_api` serves both (two ports) with DEMO data: several months of
 a growing platform's Vercel and OpenAI charges; `write_supabase_invoices` writes Supabase
 invoices as FOCUS CSV files for the folder source.
 """

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from exporters.common.config import ConfigError, load_config
-from exporters.common.logging import configure
+from common.config import ConfigError, load_config
+from common.logging import configure
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """A local notification sink: the strict Slack and PagerDuty fakes behind one port, with a viewer.
 
-Run: python -m tests.fakes.sink --listen 127.0.0.1:9790 --slack-webhook T0/B0/token=#ops-alerts
+Run: python -m fakes.sink --listen 127.0.0.1:9790 --slack-webhook T0/B0/token=#ops-alerts
 Open http://127.0.0.1:9790/ to read the messages as they arrive; GET /api/messages returns JSON.
 """
 
@@ -11,11 +11,12 @@ import html
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from aiohttp import web
 
-from tests.fakes.pagerduty import PagerDuty
-from tests.fakes.slack import SlackWorkspace
+from fakes.pagerduty import PagerDuty
+from fakes.slack import SlackWorkspace
 
 SLACK = web.AppKey("slack", SlackWorkspace)
 PAGER = web.AppKey("pager", PagerDuty)
@@ -111,19 +112,40 @@ async def _ok(_: web.Request) -> web.Response:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.fakes.sink")
+    p = argparse.ArgumentParser(prog="python -m fakes.sink")
     p.add_argument("--listen", default="127.0.0.1:9790")
-    p.add_argument("--slack-webhook", action="append", default=[], help="TEAM/BOT/TOKEN=#channel")
-    p.add_argument("--pager-key", action="append", default=[], help="32-character routing key")
+    # Secrets come from files (the same files Alertmanager reads), never from the command line,
+    # where any user of the machine could read them in the process list.
+    p.add_argument(
+        "--slack-webhook-url-file",
+        action="append",
+        default=[],
+        metavar="FILE[=#channel]",
+        help="file holding an incoming-webhook URL (…/services/TEAM/BOT/TOKEN) to accept",
+    )
+    p.add_argument(
+        "--pager-key-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="file holding a 32-character PagerDuty routing key to accept",
+    )
     args = p.parse_args(argv)
-    hooks = {}
-    for item in args.slack_webhook:
-        path, _, channel = item.partition("=")
-        hooks[path] = channel or "#general"
+    hooks: dict[str, str] = {}
+    keys: list[str] = []
+    try:
+        for item in args.slack_webhook_url_file:
+            path, _, channel = item.partition("=")
+            url = Path(path).read_text(encoding="utf-8").strip()
+            hooks[url.partition("/services/")[2]] = channel or "#general"
+        keys = [Path(f).read_text(encoding="utf-8").strip() for f in args.pager_key_file]
+    except OSError as exc:
+        print(f"error: secret file {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     host, _, port = args.listen.rpartition(":")
     print(f"DEMO notification sink on http://{host}:{port}/", file=sys.stderr, flush=True)
     web.run_app(
-        make_sink(hooks, args.pager_key, echo=True),
+        make_sink(hooks, keys, echo=True),
         host=host,
         port=int(port),
         print=None,

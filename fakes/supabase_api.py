@@ -4,7 +4,7 @@ Bearer token (401 otherwise), per endpoint-and-project rate limits of 120 a minu
 X-RateLimit-Limit/Remaining/Reset where Reset is the seconds *remaining* in the window, 429 for
 the rest of the minute; `GET /v1/projects`, `/v1/projects/{ref}/database/backups`,
 `/v1/projects/{ref}/health?services=…` (required, repeated, from the documented enum).
-Run for the demo: python -m tests.fakes.supabase_api --listen 127.0.0.1:19785 --token-file F
+Run for the demo: python -m fakes.supabase_api --listen 127.0.0.1:19785 --token-file F
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,7 +84,9 @@ def make_app(state: SupabaseApiState, *, health_path: bool = False) -> web.Appli
         return used <= LIMIT, headers
 
     @web.middleware
-    async def strict(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def strict(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if request.path == "/-/healthy" or request.path.startswith("/metrics-endpoint/"):
             return await handler(request)
         query: dict[str, list[str]] = {}
@@ -229,8 +231,8 @@ def demo_state(token: str) -> SupabaseApiState:
 async def _serve(listen: str, token: str, keys: dict[str, str] | None) -> None:
     app = make_app(demo_state(token), health_path=True)
     if keys is not None:
-        # The demo's per-project metrics endpoint too (tests/fakes/supabase_metrics.py).
-        from tests.fakes.supabase_metrics import make_app as metrics_app
+        # The demo's per-project metrics endpoint too (fakes/supabase_metrics.py).
+        from fakes.supabase_metrics import make_app as metrics_app
 
         app.add_subapp("/metrics-endpoint/", metrics_app(keys))
     runner = web.AppRunner(app, access_log=None)
@@ -247,7 +249,7 @@ async def _serve(listen: str, token: str, keys: dict[str, str] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.fakes.supabase_api")
+    p = argparse.ArgumentParser(prog="python -m fakes.supabase_api")
     p.add_argument("--listen", default="127.0.0.1:19785")
     p.add_argument("--token-file", required=True)
     p.add_argument("--keys-dir", help="also serve per-project metrics for the keys in this folder")

@@ -1,6 +1,6 @@
 """DEMO Vercel: the strict fake REST API plus a drain feed into the exporter.
 
-Run: python -m tests.fakes.vercel --listen 127.0.0.1:19783 --exporter http://127.0.0.1:19703
+Run: python -m fakes.vercel --listen 127.0.0.1:19783 --exporter http://127.0.0.1:19703
        --secrets-dir DIR --project-id prj_demo --platform-control 127.0.0.1:19781
 The API serves a week of deployment history and a new deployment every few minutes; the feed
 posts signed log, trace and Speed Insights batches every `--interval` seconds, with errors
@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from tests.fakes.vercel_api import FakeDeployment, VercelApiState, make_app, timeline
-from tests.fakes.vercel_drains import Sender, sign
+from fakes.vercel_api import FakeDeployment, VercelApiState, make_app, timeline
+from fakes.vercel_drains import Sender, sign
 
-log = logging.getLogger("tests.fakes.vercel")
+log = logging.getLogger("fakes.vercel")
 
 
 def _mode(control: str | None) -> str:
@@ -171,7 +171,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.fakes.vercel", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m fakes.vercel", description=__doc__)
     p.add_argument("--listen", default="127.0.0.1:19783")
     p.add_argument("--secrets-dir", required=True)
     p.add_argument("--project-id", default="prj_demo0000000000000000000001")

@@ -1,8 +1,8 @@
 """A stand-in for the platform (web pages and an API) whose health can be switched at run time.
 
 Modes: ok, slow (every response delayed), error (HTTP 503), down (the port refuses connections).
-Run: python -m tests.fakes.platform serve --listen 127.0.0.1:9780 --control 127.0.0.1:9781
-Switch: python -m tests.fakes.platform set slow --delay 4 --control 127.0.0.1:9781
+Run: python -m fakes.platform serve --listen 127.0.0.1:9780 --control 127.0.0.1:9781
+Switch: python -m fakes.platform set slow --delay 4 --control 127.0.0.1:9781
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def set_mode(control: str, mode: str, delay: float = 0.0) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.fakes.platform")
+    p = argparse.ArgumentParser(prog="python -m fakes.platform")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--listen", default="127.0.0.1:9780")
