@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
+import socket
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,7 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.config import ConfigError, load_config
+from common.config import ConfigError, describe_os_error, load_config
 from common.logging import configure
 
 M = TypeVar("M", bound=BaseModel)
@@ -20,10 +24,47 @@ T = TypeVar("T")
 
 
 def listen_address(value: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (127.0.0.1)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{value!r} must be host:port")
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} must be host:port (port 0-65535)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     return host or "127.0.0.1", int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ListenError(Exception):
+    """The listen address cannot be bound; the message says which and why, for `error: …`."""
+
+
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "another process is listening there",
+    errno.EADDRNOTAVAIL: "not an address of this host",
+}
+
+
+async def listen(runner: web.BaseRunner, host: str, port: int) -> web.TCPSite:
+    """Start a TCPSite; an address in use, not permitted or not of this host (any OSError of
+    the bind) becomes a ListenError. The caller cleans the runner up, as after serving."""
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        if isinstance(exc, socket.gaierror) or not exc.errno:
+            reason = exc.strerror or str(exc)
+        else:
+            reason = os.strerror(exc.errno).lower()
+            hint = _LISTEN_HINTS.get(exc.errno)
+            if exc.errno == errno.EACCES and port < 1024:
+                hint = "ports below 1024 need privileges"
+            if hint:
+                reason += f" ({hint})"
+        raise ListenError(f"cannot listen on {format_address(host, port)}: {reason}") from None
+    return site
 
 
 def add_common_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
@@ -65,9 +106,9 @@ async def serve(
     """Serve until a signal; the app is built here, inside the loop its tasks will use."""
     web_runner = web.AppRunner(make_app(), access_log=None, handle_signals=True, **runner_kwargs)
     await web_runner.setup()
-    await web.TCPSite(web_runner, host, port).start()
-    log.info("listening", extra={"address": f"http://{host}:{port}/metrics"})
     try:
+        await listen(web_runner, host, port)
+        log.info("listening", extra={"address": f"http://{format_address(host, port)}/metrics"})
         await asyncio.Event().wait()
     finally:
         await web_runner.cleanup()
@@ -77,15 +118,16 @@ def load_for_cli(path: Path, model: type[M], prepare: Callable[[M], T]) -> tuple
     """Load the config and run `prepare` on it (which reads the secret files it names), so a
     bad file fails before any port is bound. On failure print why (never a secret) and return
     None: the caller exits with code 2."""
-    import sys
-
     try:
         cfg = load_config(path, model)
         return cfg, prepare(cfg)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
     except OSError as exc:
-        print(f"invalid config {path}: cannot read secret file: {exc.strerror}", file=sys.stderr)
+        print(
+            f"invalid config {path}: cannot read secret file: {describe_os_error(exc)}",
+            file=sys.stderr,
+        )
     return None
 
 
@@ -118,6 +160,10 @@ def exporter_main(
         print(f"{args.config}: OK ({text})")
         return 0
     host, port = args.listen
-    log.info("config loaded", extra={"summary": text, "listen": f"{host}:{port}"})
-    run(serve(lambda: make_app(cfg, extra), host, port, log, **runner_kwargs))
+    log.info("config loaded", extra={"summary": text, "listen": format_address(host, port)})
+    try:
+        run(serve(lambda: make_app(cfg, extra), host, port, log, **runner_kwargs))
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
@@ -38,14 +39,86 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that sets one key twice; `problems` has one line per repeat."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping setting the same key twice (safe_load keeps the last one
+    silently). A key given next to a merge (`<<: *base`) overrides the merged one, as YAML says."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        problems = _duplicate_keys(self, node)
+        if problems:
+            raise DuplicateKeyError(problems)
+        return super().construct_document(node)
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> list[str]:
+    """Walk the node tree (iteratively; each node once, so aliases cost nothing more) and list
+    every key a mapping sets twice, as `dotted.key.path (line N): duplicate key`."""
+    found: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[object, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE:
+                    stack.append((value_node, path))  # its keys become this mapping's keys
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # SafeLoader refuses an unhashable key itself
+                name = str(key_node.value)
+                child = f"{path}.{name}" if path else name
+                line = key_node.start_mark.line + 1
+                # Compare constructed keys: `1` and `0x1`, `on` and `true` are the same key.
+                key = loader.construct_object(key_node)
+                try:
+                    earlier = first.get(key)
+                    if earlier is None:
+                        first[key] = line
+                except TypeError:  # not hashable: SafeLoader refuses it itself
+                    continue
+                if earlier is not None:
+                    found.append(
+                        (line, f"{child} (line {line}): duplicate key, first on line {earlier}")
+                    )
+                stack.append((value_node, child))
+    return [p for _, p in sorted(found)]
+
+
 def load_config(path: Path, model: type[M]) -> M:
     """Parse `path` as YAML into `model`; raise ConfigError listing every error at once."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(path, [f"cannot read file: {exc.strerror}"]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [_not_utf8(data, exc, show_byte=True)]) from None
+    try:
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise ConfigError(path, exc.problems) from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
+    except RecursionError:
+        raise ConfigError(path, ["not valid YAML: nested too deeply"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -62,9 +135,30 @@ def load_config(path: Path, model: type[M]) -> M:
         raise ConfigError(path, problems) from None
 
 
+def _not_utf8(data: bytes, exc: UnicodeDecodeError, *, show_byte: bool) -> str:
+    """Where the first byte that is not UTF-8 is: offset, line and column (1-based)."""
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    byte = f" 0x{data[exc.start]:02x}" if show_byte else ""
+    return (
+        f"not UTF-8: byte{byte} at offset {exc.start} (line {line}, column {column}): {exc.reason}"
+    )
+
+
 def read_secret_file(path: Path) -> str:
-    """Read a secret from a file, stripping the trailing newline editors add."""
-    return path.read_text(encoding="utf-8").strip()
+    """Read a secret from a file, stripping the trailing newline editors add. Any failure is an
+    OSError naming the file (bytes that are not UTF-8 too, without showing them)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise OSError(errno.EILSEQ, _not_utf8(data, exc, show_byte=False), str(path)) from None
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`file: reason` for an OSError from reading a file (`reason` alone when it names none)."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 def _check_conninfo(value: str) -> str:
