@@ -57,3 +57,23 @@ def test_links_between_runbooks_resolve() -> None:
             assert anchor in anchors((RUNBOOKS / target).read_text()), (
                 f"{page.name} → {target}#{anchor}"
             )
+
+
+def test_links_in_readme_and_docs_resolve() -> None:
+    """Every relative link in README.md and docs/ names a file, and a heading on it for #anchors."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    assert len(pages) > 1, "docs/ is missing"
+    problems = []
+    for page in pages:
+        text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)  # not code blocks
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            where = f"{page.relative_to(ROOT)} → {target}"
+            if not file.exists():
+                problems.append(f"{where}: no such file")
+            elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text()):
+                problems.append(f"{where}: no heading #{anchor}")
+    assert not problems, "\n".join(problems)
