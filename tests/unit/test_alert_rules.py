@@ -188,6 +188,50 @@ def test_every_alert_has_a_firing_and_a_silent_promtool_case() -> None:
     assert not missing, "\n".join(missing)
 
 
+# Every scrape job in config.yaml's selectors, with the names its health alerts keep (dashboards,
+# runbooks and routing tests use them). One macro renders both: templates/_exporter_health.j2.
+EXPORTER_HEALTH = {
+    "uptime": ("UptimeExporterDown", "UptimeExporterAbsent"),
+    "recorder": ("RecorderDown", "RecorderAbsent"),
+    "vercel": ("VercelExporterDown", "VercelExporterAbsent"),
+    "supabase": ("SupabaseExporterDown", "SupabaseExporterAbsent"),
+    "billing": ("BillingExporterDown", "BillingExporterAbsent"),
+}
+
+
+def test_every_exporter_has_a_down_and_an_absent_alert_with_one_for_and_one_severity() -> None:
+    cfg: dict[str, Any] = load_config()
+    assert set(EXPORTER_HEALTH) == set(cfg["selectors"]), "a new scrape job needs its health alerts"
+    alerts = {r["alert"]: r for r in generated_rules() if "alert" in r}
+    holds = set()
+    for key, (down, absent) in EXPORTER_HEALTH.items():
+        sel = cfg["selectors"][key]
+        assert alerts[down]["expr"] == f"up{{{sel}}} == 0", down
+        expr = alerts[absent]["expr"]
+        assert expr.startswith(f"absent(up{{{sel}}})"), absent
+        # An optional exporter (run only where configured) is absent only once it was scraped.
+        optional = key in cfg["exporters"]["optional"]
+        assert (f"present_over_time(up{{{sel}}}" in expr) == optional, absent
+        for name in (down, absent):
+            holds.add((alerts[name]["for"], alerts[name]["labels"]["severity"]))
+    assert holds == {(cfg["exporters"]["down_for"], "critical")}, holds
+
+
+def test_no_alert_hand_writes_an_exporter_health_check() -> None:
+    """Alerting on scrape health is the macro's alone: a second hand-written copy drifts.
+
+    Other alerts may still read `up` (VercelDrainSilent leaves a down exporter to its own alert).
+    """
+    health = {name for pair in EXPORTER_HEALTH.values() for name in pair}
+    check = re.compile(r"^\s*up\{[^}]*\}\s*==\s*0\s*$|\babsent\s*\(\s*up\b")
+    copies = [
+        r["alert"]
+        for r in generated_rules()
+        if "alert" in r and r["alert"] not in health and check.search(str(r["expr"]))
+    ]
+    assert not copies, copies
+
+
 def test_every_metric_a_rule_reads_is_produced() -> None:
     rules = generated_rules()
     known = produced()
