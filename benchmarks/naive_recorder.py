@@ -13,6 +13,7 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from recorder.app import make_app
+from recorder.store import Write
 from schema.rows import DeploymentEvent, LatestDeployment, Notification
 from schema.writes import _LOG_NOTIFICATION, _UPSERT_ALERT
 
@@ -50,6 +51,21 @@ class NaiveStore:
 
     async def migrations_at_head(self) -> bool:
         return True
+
+    async def load_latest(self) -> None:
+        return None
+
+    # The baseline has no journal (make_app is given none), so these are never called.
+    async def apply_journaled(self, journal_id: str, seq: int, write: Write) -> bool:
+        raise NotImplementedError("the baseline has no journal")
+
+    def notification_writer(self, n: Notification) -> Write:
+        raise NotImplementedError("the baseline has no journal")
+
+    def deployment_writer(
+        self, provider: str, delivery: str, event_name: str, event: DeploymentEvent | None
+    ) -> Write:
+        raise NotImplementedError("the baseline has no journal")
 
 
 class _Secrets:

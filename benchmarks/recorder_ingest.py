@@ -138,6 +138,7 @@ def main() -> int:
                 cfg = work / "recorder.yaml"
                 cfg.write_text(
                     f"database:\n  conninfo: '{dsn}'\nwebhooks:\n  alertmanager_token_file: {work / 'token'}\n  max_body_bytes: 16777216\n"
+                    f"journal:\n  directory: {work / 'journal'}\n"
                 )
                 proc = spawn(
                     python_argv(

@@ -335,7 +335,10 @@ def prepare() -> list[Proc]:
     ):
         if (secrets / name).is_file():
             hooks[key] = str(secrets / name)
-    rec_cfg.write_text(yaml.safe_dump({"database": rec_db, "webhooks": hooks}, sort_keys=False))
+    journal = {"directory": str(RUN / "recorder-journal")}
+    rec_cfg.write_text(
+        yaml.safe_dump({"database": rec_db, "webhooks": hooks, "journal": journal}, sort_keys=False)
+    )
     check_output(python_argv("recorder", "migrate", "--config.file", str(rec_cfg)))
     if is_demo():
         database.seed_demo_users(rec_db["conninfo"], pwfile)

@@ -1,14 +1,17 @@
 """The recorder's HTTP side: webhooks in, rows out, its own metrics and health.
 
-Status contract (Alertmanager retries 5xx, never 4xx): 2xx stored or a recognised duplicate;
-400/401/403/413/422 bad input, with the reason in the body and nothing written; 503 when the
-database is unavailable, with nothing half-written (each webhook is one transaction).
+Status contract (Alertmanager retries 5xx, never 4xx): 2xx stored, journaled, or a recognised
+duplicate; 400/401/403/413/415/422 bad input, with the reason in the body and nothing written.
+While the database is unavailable a valid webhook is appended to the durable journal (fsync, then
+200) and applied later in order; 503 only when the journal is full or its disk fails (or, with no
+journal configured, when the database is down). An Alertmanager notification with some unstorable
+alerts stores the others and dead-letters the bad ones with their reasons (200).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -22,16 +25,23 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 
 from common.build_info import build_info
+from common.ingress import BadRequest, bearer_ok, header_bytes, require_content_type, signature_ok
+from recorder.applier import Applier
+from recorder.journal import Journal, JournalFull, JournalUnavailable, Record
 from recorder.payloads import (
-    PayloadError,
     parse_alertmanager,
     parse_github,
     parse_vercel,
 )
-from recorder.store import StoreUnavailable
+from recorder.store import StoreRefused, StoreUnavailable, Write
 from schema.rows import DeploymentEvent, LatestDeployment, Notification
 
 log = logging.getLogger(__name__)
@@ -43,11 +53,16 @@ REASONS = (
     "invalid_json",
     "invalid_payload",
     "unsupported_version",
+    "unsupported_media_type",
     "unauthorized",
     "invalid_signature",
     "too_large",
     "db_unavailable",
+    "db_refused",
+    "journal_full",
+    "journal_unavailable",
 )
+DEAD_LETTER_REASONS = ("invalid_payload", "db_refused")
 
 
 class Store(Protocol):
@@ -59,6 +74,12 @@ class Store(Protocol):
         self, provider: str, delivery: str, event_name: str, event: DeploymentEvent | None
     ) -> bool: ...
     async def migrations_at_head(self) -> bool: ...
+    async def load_latest(self) -> None: ...
+    async def apply_journaled(self, journal_id: str, seq: int, write: Write) -> bool: ...
+    def notification_writer(self, n: Notification) -> Write: ...
+    def deployment_writer(
+        self, provider: str, delivery: str, event_name: str, event: DeploymentEvent | None
+    ) -> Write: ...
 
 
 class WebhookSecrets(Protocol):
@@ -104,7 +125,23 @@ class Metrics:
             ["provider"],
             registry=registry,
         )
+        self.dead_letters = Counter(
+            "recorder_alerts_dead_lettered",
+            "Alerts of a notification that could not be stored, kept in alert_dead_letters.",
+            ["reason"],
+            registry=registry,
+        )
+        self.journaled = Counter(
+            "recorder_journal_appended",
+            "Webhooks appended to the local journal because the database was unavailable "
+            "(or the journal was not yet empty).",
+            ["source"],
+            registry=registry,
+        )
+        for r in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(r)
         for s in SOURCES:
+            self.journaled.labels(s)
             self.requests.labels(s)
             self.replays.labels(s)
             for r in REASONS:
@@ -122,10 +159,19 @@ class StateCollector:
     Bounded: one series per environment (three at most) and one info series.
     """
 
-    def __init__(self, store: Store, metrics: Metrics, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        ready: Callable[[], bool],
+        journal: Journal | None = None,
+        applier: Applier | None = None,
+    ) -> None:
         self.store = store
         self.metrics = metrics
         self.ready = ready
+        self.journal = journal
+        self.applier = applier
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -179,6 +225,60 @@ class StateCollector:
             "When the Watchdog heartbeat last arrived from Alertmanager (0 = never since start).",
             value=self.metrics.heartbeat_at,
         )
+        if self.journal is not None:
+            yield from self._journal(self.journal)
+
+    def _journal(self, j: Journal) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "recorder_journal_records",
+            "Accepted webhooks in the local journal, not yet applied to the database.",
+            value=j.pending,
+        )
+        yield GaugeMetricFamily(
+            "recorder_journal_bytes", "Bytes the journal holds on disk.", value=j.bytes
+        )
+        yield GaugeMetricFamily(
+            "recorder_journal_capacity_bytes",
+            "The journal's size limit; at it, webhooks are answered 503.",
+            value=j.max_bytes,
+        )
+        oldest = j.oldest_received_at()
+        yield GaugeMetricFamily(
+            "recorder_journal_oldest_record_age_seconds",
+            "Age of the oldest record not yet applied (0 when the journal is empty).",
+            value=max(time.time() - oldest, 0.0) if oldest else 0.0,
+        )
+        yield CounterMetricFamily(
+            "recorder_journal_torn_records",
+            "Torn records (never acknowledged) cut off the journal's end at start.",
+            value=j.torn_records,
+        )
+        a = self.applier
+        if a is None:
+            return
+        yield CounterMetricFamily(
+            "recorder_journal_applied",
+            "Journal records applied to the database.",
+            value=a.applied,
+        )
+        yield CounterMetricFamily(
+            "recorder_journal_replayed",
+            "Journal records found already applied (a restart after the commit) and skipped.",
+            value=a.replayed,
+        )
+        dropped = CounterMetricFamily(
+            "recorder_journal_dropped",
+            "Journal records that can never be applied (unreadable, or refused by the database).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(a.dropped.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        yield CounterMetricFamily(
+            "recorder_journal_apply_failures",
+            "Attempts to apply the journal that failed because the database was unavailable.",
+            value=a.failures,
+        )
 
 
 STORE = web.AppKey("store", Store)
@@ -188,6 +288,8 @@ SECRETS = web.AppKey("secrets", WebhookSecrets)
 MAX_BODY = web.AppKey("max_body", int)
 VERIFY_CODE = web.AppKey("verify_code", str)
 READY = web.AppKey("ready", list)
+JOURNAL = web.AppKey("journal", Journal)
+APPLIER = web.AppKey("applier", Applier)
 
 
 def _reject(metrics: Metrics, source: str, reason: str, status: int, detail: str) -> web.Response:
@@ -196,107 +298,131 @@ def _reject(metrics: Metrics, source: str, reason: str, status: int, detail: str
     return web.json_response({"error": reason, "detail": detail}, status=status)
 
 
-async def _body(request: web.Request, source: str) -> bytes | web.Response:
+async def _body(request: web.Request, source: str) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return _reject(
-            request.app[METRICS],
-            source,
-            "too_large",
-            413,
-            f"body over {request.app[MAX_BODY]} bytes",
-        )
+        raise BadRequest("too_large", f"body over {request.app[MAX_BODY]} bytes", 413) from None
 
 
-def _bearer_ok(request: web.Request, token: bytes) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    # compare_digest: the time taken must not reveal how much of the token matched.
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
+def _unavailable(metrics: Metrics, source: str, reason: str, detail: str) -> web.Response:
+    metrics.errors.labels(source, reason).inc()
+    log.warning("webhook not accepted", extra={"source": source, "reason": reason})
+    return web.json_response({"error": reason, "detail": detail}, status=503)
 
 
-def _unavailable(metrics: Metrics, source: str) -> web.Response:
-    metrics.errors.labels(source, "db_unavailable").inc()
-    log.warning("database unavailable", extra={"source": source})
-    return web.json_response(
-        {"error": "db_unavailable", "detail": "database unavailable; retry"}, status=503
-    )
+async def _write_or_journal(
+    request: web.Request,
+    source: str,
+    direct: Callable[[], Awaitable[web.Response]],
+    meta: dict[str, Any],
+    body: bytes,
+) -> web.Response:
+    """Write now while the journal is empty; otherwise, or when the database is unavailable,
+    append to the journal (in order behind what is waiting) and let the applier write it."""
+    m = request.app[METRICS]
+    journal = request.app.get(JOURNAL)
+    if journal is None or not journal.pending:
+        try:
+            return await direct()
+        except StoreUnavailable:
+            if journal is None:
+                return _unavailable(m, source, "db_unavailable", "database unavailable; retry")
+            m.errors.labels(source, "db_unavailable").inc()
+        except StoreRefused as exc:
+            return _reject(m, source, "db_refused", 422, f"the database refused the data: {exc}")
+    try:
+        seq = await journal.append(source, meta, body)
+    except JournalFull as exc:
+        return _unavailable(m, source, "journal_full", f"{exc}; retry")
+    except JournalUnavailable as exc:
+        return _unavailable(m, source, "journal_unavailable", f"journal write failed: {exc}")
+    m.journaled.labels(source).inc()
+    request.app[APPLIER].wake()
+    return web.json_response({"status": "journaled", "seq": seq})
+
+
+def _notification_response(m: Metrics, n: Notification, written: int) -> web.Response:
+    m.notifications.inc()
+    m.alerts.inc(written)
+    dead = len(n.alerts) - written + len(n.rejected)
+    for r in n.rejected:
+        m.dead_letters.labels(r.reason).inc()
+    if len(n.alerts) > written:
+        m.dead_letters.labels("db_refused").inc(len(n.alerts) - written)
+    return web.json_response({"stored": written, "dead_lettered": dead})
 
 
 async def alertmanager(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     m.requests.labels("alertmanager").inc()
-    if not _bearer_ok(request, request.app[SECRETS].alertmanager_token):
+    if not bearer_ok(request, request.app[SECRETS].alertmanager_token):
         return _reject(m, "alertmanager", "unauthorized", 401, "missing or wrong bearer token")
+    require_content_type(request, "application/json")
     body = await _body(request, "alertmanager")
-    if isinstance(body, web.Response):
-        return body
-    try:
-        notification = parse_alertmanager(body)
-    except PayloadError as exc:
-        return _reject(m, "alertmanager", exc.reason, exc.status, exc.detail)
-    try:
-        written = await request.app[STORE].write_notification(notification)
-    except StoreUnavailable:
-        return _unavailable(m, "alertmanager")
-    m.notifications.inc()
-    m.alerts.inc(written)
-    return web.json_response({"stored": written})
+    notification = parse_alertmanager(body)
+    store = request.app[STORE]
+
+    async def direct() -> web.Response:
+        written = await store.write_notification(notification)
+        return _notification_response(m, notification, written)
+
+    return await _write_or_journal(request, "alertmanager", direct, {}, body)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     m.requests.labels("heartbeat").inc()
-    if not _bearer_ok(request, request.app[SECRETS].alertmanager_token):
+    if not bearer_ok(request, request.app[SECRETS].alertmanager_token):
         return _reject(m, "heartbeat", "unauthorized", 401, "missing or wrong bearer token")
     m.heartbeat_at = time.time()
     return web.json_response({"ok": True})
 
 
-def _signature_ok(
-    secret: bytes | None, body: bytes, given: str, algo: str, prefix: str = ""
-) -> bool:
-    if secret is None or not given.startswith(prefix):
-        return False
-    want = hmac.new(secret, body, getattr(hashlib, algo)).hexdigest()
-    return hmac.compare_digest(given.removeprefix(prefix).strip().lower(), want)
-
-
 async def _deployment(
-    request: web.Request, source: str, delivery: str, event_name: str, event: DeploymentEvent | None
+    request: web.Request,
+    source: str,
+    delivery: str,
+    event_name: str,
+    event: DeploymentEvent | None,
+    meta: dict[str, Any],
+    body: bytes,
 ) -> web.Response:
     m = request.app[METRICS]
-    try:
+
+    async def direct() -> web.Response:
         fresh = await request.app[STORE].write_deployment(source, delivery, event_name, event)
-    except StoreUnavailable:
-        return _unavailable(m, source)
-    if not fresh:
-        m.replays.labels(source).inc()
-        return web.json_response({"status": "duplicate delivery ignored"})
-    if event is not None:
-        m.deployments.labels(source).inc()
-    return web.json_response({"status": "recorded" if event else "ignored event type"})
+        if not fresh:
+            m.replays.labels(source).inc()
+            return web.json_response({"status": "duplicate delivery ignored"})
+        if event is not None:
+            m.deployments.labels(source).inc()
+        return web.json_response({"status": "recorded" if event else "ignored event type"})
+
+    return await _write_or_journal(request, source, direct, meta, body)
 
 
 async def vercel(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     m.requests.labels("vercel").inc()
+    secret = request.app[SECRETS].vercel_secret
+    given = header_bytes(request, "x-vercel-signature")
+    if secret is None or not given:
+        # Refused before the body is read: an unsigned post costs us nothing.
+        m.errors.labels("vercel", "invalid_signature").inc()
+        return web.json_response(
+            {"code": "invalid_signature", "error": "signature didn't match"}, status=403
+        )
     body = await _body(request, "vercel")
-    if isinstance(body, web.Response):
-        return body
-    given = request.headers.get("x-vercel-signature", "")
-    if not _signature_ok(request.app[SECRETS].vercel_secret, body, given, "sha1"):
+    if not signature_ok(secret, body, given, "sha1"):
         # Vercel's own sample answers a bad signature with exactly this.
         m.errors.labels("vercel", "invalid_signature").inc()
         return web.json_response(
             {"code": "invalid_signature", "error": "signature didn't match"}, status=403
         )
-    try:
-        delivery, kind, event = parse_vercel(body)
-    except PayloadError as exc:
-        return _reject(m, "vercel", exc.reason, exc.status, exc.detail)
-    return await _deployment(request, "vercel", delivery, kind, event)
+    require_content_type(request, "application/json")
+    delivery, kind, event = parse_vercel(body)
+    return await _deployment(request, "vercel", delivery, kind, event, {}, body)
 
 
 async def vercel_verify(_: web.Request) -> web.Response:
@@ -307,27 +433,54 @@ async def vercel_verify(_: web.Request) -> web.Response:
 async def github(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     m.requests.labels("github").inc()
-    body = await _body(request, "github")
-    if isinstance(body, web.Response):
-        return body
-    given = request.headers.get("X-Hub-Signature-256", "")
+    given = header_bytes(request, "X-Hub-Signature-256")
     if not given:
         return _reject(m, "github", "invalid_signature", 401, "X-Hub-Signature-256 missing")
-    if not _signature_ok(request.app[SECRETS].github_secret, body, given, "sha256", "sha256="):
+    secret = request.app[SECRETS].github_secret
+    if secret is None:
         return _reject(m, "github", "invalid_signature", 403, "X-Hub-Signature-256 does not match")
-    event = request.headers.get("X-GitHub-Event", "")
-    delivery = request.headers.get("X-GitHub-Delivery", "")
-    if not event or not delivery:
+    body = await _body(request, "github")
+    if not signature_ok(secret, body, given, "sha256", b"sha256="):
+        return _reject(m, "github", "invalid_signature", 403, "X-Hub-Signature-256 does not match")
+    event = header_bytes(request, "X-GitHub-Event").decode("ascii", "replace")
+    delivery = header_bytes(request, "X-GitHub-Delivery").decode("ascii", "replace")
+    if not event or not delivery or len(delivery) > 200 or "\ufffd" in event + delivery:
         return _reject(
-            m, "github", "invalid_payload", 400, "X-GitHub-Event and X-GitHub-Delivery are required"
+            m,
+            "github",
+            "invalid_payload",
+            400,
+            "X-GitHub-Event and X-GitHub-Delivery are required (ASCII, delivery up to 200 characters)",
         )
     if event == "ping":
         return web.json_response({"status": "pong"})
-    try:
-        parsed = parse_github(event, delivery, body, request.content_type)
-    except PayloadError as exc:
-        return _reject(m, "github", exc.reason, exc.status, exc.detail)
-    return await _deployment(request, "github", delivery, event, parsed)
+    require_content_type(request, "application/json", "application/x-www-form-urlencoded")
+    parsed = parse_github(event, delivery, body, request.content_type)
+    meta = {"event": event, "delivery": delivery, "content_type": request.content_type}
+    return await _deployment(request, "github", delivery, event, parsed, meta, body)
+
+
+def journal_writer(store: Store) -> Callable[[Record], Write]:
+    """How a journal record becomes its writes: parsed again by the same pure parsers."""
+
+    def writer(record: Record) -> Write:
+        try:
+            if record.kind == "alertmanager":
+                return store.notification_writer(parse_alertmanager(record.body))
+            if record.kind == "vercel":
+                delivery, kind, event = parse_vercel(record.body)
+                return store.deployment_writer("vercel", delivery, kind, event)
+            if record.kind == "github":
+                meta = record.meta
+                event = parse_github(
+                    meta["event"], meta["delivery"], record.body, meta["content_type"]
+                )
+                return store.deployment_writer("github", meta["delivery"], meta["event"], event)
+        except (BadRequest, KeyError) as exc:
+            raise ValueError(f"{record.kind} record {record.seq}: {exc}") from None
+        raise ValueError(f"unknown record kind {record.kind!r}")
+
+    return writer
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -349,6 +502,26 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="database unreachable or migrations not at head\n")
 
 
+_SOURCE_BY_PATH = {
+    "/webhooks/alertmanager": "alertmanager",
+    "/webhooks/heartbeat": "heartbeat",
+    "/webhooks/deployments/vercel": "vercel",
+    "/webhooks/deployments/github": "github",
+}
+
+
+async def _load_latest_until_done(store: Store, max_delay: float = 30.0) -> None:
+    """The deploy summary is loaded at start even when the database comes up after us."""
+    delay = 0.5
+    while True:
+        try:
+            await store.load_latest()
+            return
+        except (StoreUnavailable, StoreRefused):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
 def make_app(
     store: Store,
     secrets: WebhookSecrets,
@@ -356,6 +529,7 @@ def make_app(
     max_body_bytes: int,
     vercel_verify_code: str | None = None,
     on_startup: Callable[[web.Application], Awaitable[None]] | None = None,
+    journal: Journal | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
     registry = CollectorRegistry(auto_describe=False)
@@ -367,7 +541,24 @@ def make_app(
     app[MAX_BODY] = max_body_bytes
     app[VERIFY_CODE] = vercel_verify_code or ""
     app[READY] = [False]
-    registry.register(StateCollector(store, m, lambda: bool(app[READY][0])))
+    applier = None
+    if journal is not None:
+        applier = Applier(journal, store, journal_writer(store))
+        app[JOURNAL] = journal
+        app[APPLIER] = applier
+    registry.register(
+        StateCollector(store, m, lambda: bool(app[READY][0]), journal=journal, applier=applier)
+    )
+
+    @web.middleware
+    async def bad_request(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            source = _SOURCE_BY_PATH.get(request.path, "other")
+            return _reject(m, source, exc.reason, exc.status, exc.detail)
 
     @web.middleware
     async def verify_header(
@@ -379,6 +570,7 @@ def make_app(
         return resp
 
     app.middlewares.append(verify_header)
+    app.middlewares.append(bad_request)
     if on_startup is not None:
 
         async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -386,6 +578,19 @@ def make_app(
             yield
 
         app.cleanup_ctx.append(ctx)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(_load_latest_until_done(store))]
+        if applier is not None:
+            tasks.append(asyncio.create_task(applier.run()))
+        yield
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    app.cleanup_ctx.append(background)
     app.router.add_post("/webhooks/alertmanager", alertmanager)
     app.router.add_post("/webhooks/heartbeat", heartbeat)
     app.router.add_post("/webhooks/deployments/vercel", vercel)

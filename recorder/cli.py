@@ -11,12 +11,13 @@ import sys
 import psycopg
 from aiohttp import web
 
-from common.cli import add_common_flags
-from common.config import ConfigError, load_config
+from common.cli import ListenError, add_common_flags, listen
+from common.config import ConfigError, describe_os_error, load_config
 from common.logging import configure
 from recorder.app import make_app
 from recorder.config import RecorderConfig, Secrets
-from recorder.store import PgStore, StoreUnavailable
+from recorder.journal import Journal
+from recorder.store import PgStore
 from schema import migrate
 
 log = logging.getLogger("recorder")
@@ -39,28 +40,25 @@ async def _migrate(cfg: RecorderConfig) -> int:
     return 0
 
 
-async def _serve(cfg: RecorderConfig, secrets: Secrets, host: str, port: int) -> None:
+async def _serve(
+    cfg: RecorderConfig, secrets: Secrets, journal: Journal, host: str, port: int
+) -> None:
     store = PgStore(cfg.database)
     await store.open()
-
-    async def startup(_: web.Application) -> None:
-        try:
-            await store.load_latest()
-        except (StoreUnavailable, psycopg.Error) as exc:
-            log.warning("deployment summary not loaded", extra={"reason": type(exc).__name__})
-
+    if journal.pending:
+        log.info("journal has records to apply", extra={"records": journal.pending})
     app = make_app(
         store,
         secrets,
         max_body_bytes=cfg.webhooks.max_body_bytes,
         vercel_verify_code=cfg.webhooks.vercel_verify_code,
-        on_startup=startup,
+        journal=journal,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    log.info("listening", extra={"address": f"http://{host}:{port}/"})
     try:
+        await listen(runner, host, port)
+        log.info("listening", extra={"address": f"http://{host}:{port}/"})
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
@@ -80,12 +78,25 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     except (OSError, ValueError) as exc:
-        msg = exc.strerror if isinstance(exc, OSError) else str(exc)
+        msg = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
         print(f"invalid config {args.config}: secret file: {msg}", file=sys.stderr)
         return 2
     if args.command == "migrate":
         return asyncio.run(_migrate(cfg))
     host, port = args.listen
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(cfg, secrets, host, port))
+    journal = Journal(cfg.journal.directory, cfg.journal.max_bytes)
+    try:
+        journal.open()
+    except OSError as exc:
+        print(
+            f"invalid config {args.config}: journal.directory: {describe_os_error(exc)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(cfg, secrets, journal, host, port))
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -36,9 +36,18 @@ class Webhooks(Strict):
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
 
 
+class JournalSettings(Strict):
+    # Where webhooks wait while the database is unavailable (a local disk: every append is
+    # fsync'd before the 200). Survives restarts; one directory per recorder replica.
+    directory: Path = Path("/var/lib/wsinfra/recorder/journal")
+    # At this size new webhooks are answered 503 (Alertmanager then keeps and retries them).
+    max_bytes: Annotated[int, Field(ge=1024 * 1024, le=64 * 1024**3)] = 256 * 1024 * 1024
+
+
 class RecorderConfig(Strict):
     database: Database
     webhooks: Webhooks
+    journal: JournalSettings = JournalSettings()
 
 
 class Secrets:

@@ -6,32 +6,32 @@ names what is wrong. Nothing is written unless a whole payload parses.
 
 from __future__ import annotations
 
-import json
 import math
 import re
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from schema.rows import SEVERITIES, AlertRow, DeploymentEvent, Notification
+from common.ingress import BadRequest, find_bad_string, fits_int, scrub, strict_json
+from schema.rows import SEVERITIES, AlertRow, DeploymentEvent, Notification, RejectedAlert
 
 _FRACTION = re.compile(r"(\.\d+)")
 
 
-class PayloadError(Exception):
-    """Bad input: `reason` is a closed enum (it becomes a metric label), `detail` is for the caller."""
+class PayloadError(BadRequest):
+    """A webhook payload we cannot use (see common.ingress.BadRequest)."""
 
-    def __init__(self, reason: str, detail: str, status: int = 422) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.status = status
+
+# Alertmanager's fingerprints are 16 hex digits; the alert_id column (VARCHAR(200)) holds the
+# fingerprint and the start time, so anything much longer is not an Alertmanager fingerprint.
+MAX_FINGERPRINT = 64
 
 
 def load_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError("invalid_json", f"body is not JSON: {exc}", 400) from None
+        return strict_json(body)
+    except BadRequest as exc:
+        raise PayloadError(exc.reason, exc.detail, exc.status) from None
 
 
 def _str(obj: dict[str, Any], key: str, where: str) -> str:
@@ -51,11 +51,17 @@ def _time(value: Any, where: str) -> datetime:
         ts = datetime.fromisoformat(text)
     except ValueError:
         raise PayloadError(
-            "invalid_payload", f"{where}: {value!r} is not an RFC 3339 time"
+            "invalid_payload", f"{where}: {value[:64]!r} is not an RFC 3339 time"
         ) from None
     if ts.tzinfo is None:
-        raise PayloadError("invalid_payload", f"{where}: {value!r} has no time zone")
-    return ts.astimezone(UTC)
+        raise PayloadError("invalid_payload", f"{where}: {value[:64]!r} has no time zone")
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 and 9999-12-31T23:59:59-01:00 exist only outside UTC's range.
+        raise PayloadError(
+            "invalid_payload", f"{where}: {value[:64]!r} is out of range in UTC"
+        ) from None
 
 
 def _number(value: Any) -> float | None:
@@ -80,22 +86,40 @@ def parse_alertmanager(body: bytes) -> Notification:
     receiver = _str(doc, "receiver", "")
     group_key = _str(doc, "groupKey", "")
     status = _str(doc, "status", "")
+    # Any unstorable string outside the alerts refuses the notification; inside an alert, only
+    # that alert (below).
+    why = find_bad_string({k: v for k, v in doc.items() if k != "alerts"})
+    if why:
+        raise PayloadError("invalid_payload", why)
     if status not in ("firing", "resolved"):
         raise PayloadError("invalid_payload", f"status {status!r} must be firing or resolved")
     alerts = doc.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("invalid_payload", "alerts: missing or not a list")
     truncated = doc.get("truncatedAlerts", 0)
-    if not isinstance(truncated, int) or isinstance(truncated, bool):
-        raise PayloadError("invalid_payload", "truncatedAlerts: not an integer")
-    rows = tuple(_alert_row(a, i) for i, a in enumerate(alerts))
-    return Notification(receiver, group_key, status, truncated, rows, doc)
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or not fits_int(truncated):
+        raise PayloadError("invalid_payload", "truncatedAlerts: not a 32-bit integer")
+    # One bad alert never blocks its batch: the others are stored, the bad one is kept with its
+    # reason in the dead-letter table (a 4xx would drop the whole group's alerts for good).
+    rows: list[AlertRow] = []
+    rejected: list[RejectedAlert] = []
+    for i, alert in enumerate(alerts):
+        try:
+            rows.append(_alert_row(alert, i))
+        except PayloadError as exc:
+            rejected.append(RejectedAlert(i, exc.reason, exc.detail, scrub(alert)))
+    return Notification(
+        receiver, group_key, status, truncated, tuple(rows), scrub(doc), tuple(rejected)
+    )
 
 
 def _alert_row(alert: Any, i: int) -> AlertRow:
     where = f"alerts[{i}]."
     if not isinstance(alert, dict):
         raise PayloadError("invalid_payload", f"alerts[{i}]: not an object")
+    why = find_bad_string(alert, f"alerts[{i}]")
+    if why:
+        raise PayloadError("invalid_payload", why)
     labels = alert.get("labels")
     annotations = alert.get("annotations") or {}
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
@@ -110,8 +134,10 @@ def _alert_row(alert: Any, i: int) -> AlertRow:
             "invalid_payload", f"{where}status: {state!r} must be firing or resolved"
         )
     fingerprint = _str(alert, "fingerprint", where)
-    if not fingerprint:
-        raise PayloadError("invalid_payload", f"{where}fingerprint: empty")
+    if not fingerprint or len(fingerprint) > MAX_FINGERPRINT:
+        raise PayloadError(
+            "invalid_payload", f"{where}fingerprint: empty or over {MAX_FINGERPRINT} characters"
+        )
     alertname = labels.get("alertname")
     if not alertname:
         raise PayloadError("invalid_payload", f"{where}labels.alertname: missing")
@@ -161,6 +187,9 @@ def parse_vercel(body: bytes) -> tuple[str, str, DeploymentEvent | None]:
     doc = load_json(body)
     if not isinstance(doc, dict):
         raise PayloadError("invalid_payload", "top level must be an object")
+    why = find_bad_string(doc)
+    if why:
+        raise PayloadError("invalid_payload", why)
     kind = _str(doc, "type", "")
     delivery = _str(doc, "id", "")
     if not delivery:
@@ -198,26 +227,31 @@ def parse_vercel(body: bytes) -> tuple[str, str, DeploymentEvent | None]:
     )
     url = dep.get("url")
     status = _VERCEL_STATUS[kind]
-    at = datetime.fromtimestamp(created / 1000, UTC)
+    try:
+        at = datetime.fromtimestamp(created / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise PayloadError("invalid_payload", "createdAt: out of range") from None
     return (
         delivery,
         kind,
-        DeploymentEvent(
-            provider="vercel",
-            delivery_id=delivery,
-            event=kind,
-            deployment_id=f"vercel:{dep_id}"[:200],
-            environment=environment,
-            git_branch=str(branch)[:200],
-            git_commit_hash=str(commit)[:40],
-            status=status,
-            deployment_url=f"https://{url}"[:500] if isinstance(url, str) and url else None,
-            error_message={
-                "deployment.error": "build or deployment failed",
-                "deployment.canceled": "canceled",
-            }.get(kind),
-            at=at,
-            started_at=at if kind == "deployment.created" else None,
+        _checked(
+            DeploymentEvent(
+                provider="vercel",
+                delivery_id=delivery,
+                event=kind,
+                deployment_id=f"vercel:{dep_id}"[:200],
+                environment=environment,
+                git_branch=str(branch)[:200],
+                git_commit_hash=str(commit)[:40],
+                status=status,
+                deployment_url=f"https://{url}"[:500] if isinstance(url, str) and url else None,
+                error_message={
+                    "deployment.error": "build or deployment failed",
+                    "deployment.canceled": "canceled",
+                }.get(kind),
+                at=at,
+                started_at=at if kind == "deployment.created" else None,
+            )
         ),
     )
 
@@ -247,6 +281,9 @@ def parse_github(
     doc = load_json(body)
     if not isinstance(doc, dict):
         raise PayloadError("invalid_payload", "top level must be an object")
+    why = find_bad_string(doc)
+    if why:
+        raise PayloadError("invalid_payload", why)
     if event not in ("deployment", "deployment_status"):
         return None
     dep = doc.get("deployment")
@@ -278,18 +315,31 @@ def parse_github(
         status = _GITHUB_STATE[state]
         at = _time(ds.get("updated_at") or ds.get("created_at"), "deployment_status.updated_at")
         url = ds.get("environment_url") or ds.get("target_url") or None
-        error = (ds.get("description") or state) if status == "failed" else None
-    return DeploymentEvent(
-        provider="github",
-        delivery_id=delivery,
-        event=event,
-        deployment_id=f"github:{repo_name}:{dep_id}"[:200],
-        environment=environment,
-        git_branch=str(dep.get("ref") or "unknown")[:200],
-        git_commit_hash=str(dep.get("sha") or "unknown")[:40],
-        status=status,
-        deployment_url=str(url)[:500] if url else None,
-        error_message=error,
-        at=at,
-        started_at=created,
+        error = str(ds.get("description") or state) if status == "failed" else None
+    return _checked(
+        DeploymentEvent(
+            provider="github",
+            delivery_id=delivery,
+            event=event,
+            deployment_id=f"github:{repo_name}:{dep_id}"[:200],
+            environment=environment,
+            git_branch=str(dep.get("ref") or "unknown")[:200],
+            git_commit_hash=str(dep.get("sha") or "unknown")[:40],
+            status=status,
+            deployment_url=str(url)[:500] if url else None,
+            error_message=error,
+            at=at,
+            started_at=created,
+        )
     )
+
+
+def _checked(event: DeploymentEvent) -> DeploymentEvent:
+    """Every text we would store is storable (no NUL, no lone surrogate)."""
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, str):
+            why = find_bad_string(value, f.name)
+            if why:
+                raise PayloadError("invalid_payload", why)
+    return event

@@ -43,6 +43,7 @@ class Notification:
     truncated_alerts: int
     alerts: tuple[AlertRow, ...]
     raw: dict[str, Any]
+    rejected: tuple[RejectedAlert, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +89,13 @@ class CostRow:
     projected_monthly_cost: Decimal | None
     usage_tier: str | None
     cost_notes: str
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedAlert:
+    """An alert of a notification that cannot be stored, kept in alert_dead_letters."""
+
+    index: int
+    reason: str
+    detail: str
+    alert: Any  # the alert as received, scrubbed of unstorable characters

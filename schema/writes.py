@@ -175,3 +175,46 @@ async def write_costs(
                 await cur.execute(_DELETE_STALE_COSTS, (provider, start, end, cats))
         if rows:
             await cur.executemany(_UPSERT_COST, [asdict(r) for r in rows])
+
+
+_DEAD_LETTER = """
+INSERT INTO alert_dead_letters (receiver, group_key, alert_index, reason, detail, alert)
+VALUES (%s, %s, %s, %s, %s, %s)
+"""
+
+
+async def dead_letter_alerts(conn: psycopg.AsyncConnection[Any], n: Notification) -> None:
+    """Keep a notification's unstorable alerts, with their reasons, in alert_dead_letters."""
+    if not n.rejected:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            _DEAD_LETTER,
+            [
+                (n.receiver, n.group_key, r.index, r.reason, r.detail, Jsonb(r.alert))
+                for r in n.rejected
+            ],
+        )
+
+
+_ADVANCE_JOURNAL = """
+INSERT INTO recorder_journal_position (journal_id, applied_seq) VALUES (%s, %s)
+ON CONFLICT (journal_id) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, updated_at = now()
+WHERE recorder_journal_position.applied_seq < EXCLUDED.applied_seq
+RETURNING 1
+"""
+
+
+async def advance_journal(conn: psycopg.AsyncConnection[Any], journal_id: str, seq: int) -> bool:
+    """Claim journal record `seq` inside the caller's transaction; False when it was applied
+    before (the caller then rolls back and skips it)."""
+    cur = await conn.execute(_ADVANCE_JOURNAL, (journal_id, seq))
+    return await cur.fetchone() is not None
+
+
+async def journal_position(conn: psycopg.AsyncConnection[Any], journal_id: str) -> int:
+    cur = await conn.execute(
+        "SELECT applied_seq FROM recorder_journal_position WHERE journal_id = %s", (journal_id,)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

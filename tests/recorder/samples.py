@@ -7,6 +7,11 @@ import hmac
 import json
 from typing import Any
 
+TOKEN = "am-token-value-do-not-leak"
+VERCEL_SECRET = b"vercel-secret-do-not-leak"
+GITHUB_SECRET = b"github-secret-do-not-leak"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
 
 def am_alert(
     name: str = "UptimeTargetDown",

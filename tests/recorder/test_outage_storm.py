@@ -1,16 +1,20 @@
 """Database down mid-storm: real Alertmanager keeps delivering to the recorder while its own
-throwaway PostgreSQL cluster (initdb/pg_ctl on a free port) is stopped and started again.
-The recorder answers 503 meanwhile, Alertmanager retries, and every alert ends up stored once.
+throwaway PostgreSQL cluster (initdb/pg_ctl on a free port) is stopped for 30 s. Alerts fire and
+resolve inside the outage and the recorder is killed and restarted during it. The recorder
+journals what it accepts; afterwards every alert instance is stored exactly once with its true
+start and end.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -19,6 +23,7 @@ import pytest
 from alertmanager.runtime import Placement, write_placed
 from compose.processes import ROOT, alertmanager_argv, free_port, spawn, stop, wait_ready
 from tests.conftest import binary
+from tests.integration.stack import wait_for
 from tests.pg_cluster import Cluster, throwaway_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,7 +46,37 @@ def post_alerts(am_port: int, alerts: list[dict[str, object]]) -> None:
     urllib.request.urlopen(req, timeout=5).close()  # noqa: S310 - loopback
 
 
-def test_alerts_survive_a_database_outage_exactly_once(cluster: Cluster, tmp_path: Path) -> None:
+def _alert(tag: str, i: int, starts: datetime, ends: datetime | None = None) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "labels": {
+            "alertname": f"Storm{tag.title()}{i % 4}",
+            "severity": "warning",
+            "service": f"svc{i % 3}",
+            "target": f"{tag}-{i}",
+        },
+        "annotations": {"summary": "storm", "description": f"alert {tag}-{i}", "value": str(i)},
+        "startsAt": starts.isoformat(),
+    }
+    if ends is not None:
+        doc["endsAt"] = ends.isoformat()
+    return doc
+
+
+def _stored(cluster: Cluster) -> dict[str, tuple[datetime, datetime | None]]:
+    try:
+        with psycopg.connect(cluster.dsn("wsinfra"), connect_timeout=2) as conn:
+            rows = conn.execute(
+                "SELECT alert_rule->'labels'->>'target', triggered_at, resolved_at "
+                "FROM infrastructure_alerts"
+            ).fetchall()
+    except psycopg.OperationalError:
+        return {}
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_alerts_survive_a_database_outage_and_a_restart_exactly_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     binary("prometheus-alertmanager", "alertmanager")
     with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
         admin.execute("CREATE DATABASE wsinfra")
@@ -54,6 +89,7 @@ def test_alerts_survive_a_database_outage_exactly_once(cluster: Cluster, tmp_pat
     cfg.write_text(
         f"database:\n  conninfo: 'host=127.0.0.1 port={cluster.port} user=postgres dbname=wsinfra connect_timeout=2'\n"
         f"  acquire_timeout: 2s\nwebhooks:\n  alertmanager_token_file: {secrets / 'recorder_token'}\n"
+        f"journal:\n  directory: {tmp_path / 'journal'}\n"
     )
     subprocess.run(
         [sys.executable, "-m", "recorder", "migrate", "--config.file", str(cfg)],
@@ -62,19 +98,17 @@ def test_alerts_survive_a_database_outage_exactly_once(cluster: Cluster, tmp_pat
         timeout=60,
     )
     rec_port, am_port = free_port(), free_port()
-    recorder = spawn(
-        [
-            sys.executable,
-            "-m",
-            "recorder",
-            "serve",
-            "--config.file",
-            str(cfg),
-            "--web.listen-address",
-            f"127.0.0.1:{rec_port}",
-        ],
-        tmp_path / "recorder.log",
-    )
+    argv = [
+        sys.executable,
+        "-m",
+        "recorder",
+        "serve",
+        "--config.file",
+        str(cfg),
+        "--web.listen-address",
+        f"127.0.0.1:{rec_port}",
+    ]
+    recorder = spawn(argv, tmp_path / "recorder.log")
     am_cfg = write_placed(
         tmp_path / "am.yml",
         Placement(
@@ -84,70 +118,76 @@ def test_alerts_survive_a_database_outage_exactly_once(cluster: Cluster, tmp_pat
         ),
     )
     am = spawn(alertmanager_argv(am_cfg, am_port, tmp_path / "am-data"), tmp_path / "am.log")
+    # What each alert instance must end up as: target -> (start, end or None while firing).
+    want: dict[str, tuple[datetime, datetime | None]] = {}
+
+    def fire(tag: str, n: int) -> None:
+        starts = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+        post_alerts(am_port, [_alert(tag, i, starts) for i in range(n)])
+        want.update({f"{tag}-{i}": (starts, None) for i in range(n)})
+
+    def resolve(tag: str, indexes: range) -> None:
+        ends = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+        post_alerts(am_port, [_alert(tag, i, want[f"{tag}-{i}"][0], ends) for i in indexes])
+        want.update({f"{tag}-{i}": (want[f"{tag}-{i}"][0], ends) for i in indexes})
+
+    def metric(name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{rec_port}/metrics", timeout=5) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     try:
         wait_ready(f"http://127.0.0.1:{rec_port}/-/ready", proc=recorder)
         wait_ready(f"http://127.0.0.1:{am_port}/-/ready", proc=am)
-        total = 0
+        fire("before", 40)
+        wait_for("40 alerts stored", lambda: len(_stored(cluster)) == 40, 60)
 
-        # Each wave opens new alert groups, so Alertmanager delivers it at once (group_wait 0s
-        # on the recorder route) rather than on an existing group's next tick.
-        def wave(n: int, tag: str) -> None:
-            nonlocal total
-            post_alerts(
-                am_port,
-                [
-                    {
-                        "labels": {
-                            "alertname": f"Storm{tag.title()}{i % 4}",
-                            "severity": "warning",
-                            "service": f"svc{i % 3}",
-                            "target": f"{tag}-{i}",
-                        },
-                        "annotations": {
-                            "summary": "storm",
-                            "description": f"alert {tag}-{i}",
-                            "value": str(i),
-                        },
-                    }
-                    for i in range(n)
-                ],
-            )
-            total += n
-
-        wave(60, "before")
-        time.sleep(3)
-        cluster.stop()  # mid-storm
-        wave(60, "during")
-        time.sleep(8)  # Alertmanager's deliveries now fail with 503 and are retried
-        wave(30, "late")
+        outage_started = time.monotonic()
+        cluster.stop()
+        fire("during", 40)
+        wait_for(
+            "the recorder journals while the database is down",
+            lambda: metric("recorder_journal_records") >= 1,
+            30,
+        )
+        # Fire and resolve inside the outage: Alertmanager sends these resolutions only once.
+        resolve("during", range(0, 20))
+        resolve("before", range(0, 20))
+        wait_for(
+            "firing and resolved notifications journaled",
+            lambda: metric('recorder_journal_appended_total{source="alertmanager"}') >= 3,
+            30,
+        )
+        # Killed without warning: what it acknowledged is on disk, the rest is Alertmanager's.
+        recorder.send_signal(signal.SIGKILL)
+        recorder.wait(timeout=10)
+        recorder = spawn(argv, tmp_path / "recorder-2.log")
+        wait_ready(f"http://127.0.0.1:{rec_port}/-/healthy", proc=recorder)
+        fire("late", 40)
+        resolve("late", range(30, 40))
+        wait_for(
+            "the restarted recorder journals too",
+            lambda: metric("recorder_journal_records") >= 1,
+            30,
+        )
+        # The scenario, not a wait for a condition: the outage lasts 30 s in all.
+        time.sleep(max(0.0, 30 - (time.monotonic() - outage_started)))
         cluster.start()
 
-        def stored() -> int:
-            try:
-                with psycopg.connect(cluster.dsn("wsinfra"), connect_timeout=2) as conn:
-                    row = conn.execute("SELECT count(*) FROM infrastructure_alerts").fetchone()
-                    return int(row[0]) if row else 0
-            except psycopg.OperationalError:
-                return -1
-
-        deadline = time.monotonic() + 150
-        while stored() < total and time.monotonic() < deadline:
-            time.sleep(2)
-        with psycopg.connect(cluster.dsn("wsinfra")) as conn:
-            count, distinct_targets = conn.execute(
-                "SELECT count(*), count(DISTINCT alert_rule->'labels'->>'target') FROM infrastructure_alerts"
-            ).fetchone() or (0, 0)
-        assert (count, distinct_targets) == (total, total), "every alert exactly once"
-        with urllib.request.urlopen(f"http://127.0.0.1:{rec_port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        line = next(
-            x
-            for x in text.splitlines()
-            if x.startswith(
-                'recorder_webhook_errors_total{reason="db_unavailable",source="alertmanager"}'
-            )
+        wait_for(
+            "every alert instance stored with its true start and end",
+            lambda: _stored(cluster) == want,
+            120,
         )
-        assert float(line.rsplit(" ", 1)[1]) >= 1, "the outage was seen as 503s"
+        with psycopg.connect(cluster.dsn("wsinfra")) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM infrastructure_alerts").fetchone() or (0,)
+        assert count == len(want) == 120, "each instance exactly once"
+        wait_for("the journal drains", lambda: metric("recorder_journal_records") == 0, 30)
+        assert metric("recorder_journal_applied_total") >= 1
+        assert metric('recorder_journal_dropped_total{reason="refused"}') == 0
+        assert metric('recorder_journal_dropped_total{reason="unreadable"}') == 0
     finally:
         stop(am)
         stop(recorder)
