@@ -110,10 +110,21 @@ def _recorder_metric_names() -> set[str]:
             }
             self.pool = None
 
+    import tempfile
+
+    from recorder.applier import Applier
+    from recorder.journal import Journal
+
     registry = CollectorRegistry(auto_describe=False)
     metrics = Metrics(registry)
-    registry.register(StateCollector(Store(), metrics, lambda: True))  # type: ignore[arg-type]
-    return {sample.name for fam in registry.collect() for sample in fam.samples}
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Journal(Path(tmp), 1 << 20)
+        journal.open()
+        applier = Applier(journal, Store(), lambda r: None)  # type: ignore[arg-type, return-value]
+        registry.register(
+            StateCollector(Store(), metrics, lambda: True, journal=journal, applier=applier)  # type: ignore[arg-type]
+        )
+        return {sample.name for fam in registry.collect() for sample in fam.samples}
 
 
 def _vercel_metric_names() -> set[str]:
