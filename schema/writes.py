@@ -52,13 +52,14 @@ ON CONFLICT DO NOTHING RETURNING 1
 _UPSERT_DEPLOYMENT = """
 INSERT INTO deployment_history AS d (
     deployment_id, environment, git_branch, git_commit_hash, deployment_status,
-    deployment_url, error_message, deployed_at, completed_at, build_duration_ms
+    deployment_url, error_message, deployed_at, completed_at, build_duration_ms, went_live_at
 ) VALUES (
     %(deployment_id)s, %(environment)s, %(git_branch)s, %(git_commit_hash)s, %(status)s::VARCHAR,
     %(deployment_url)s, %(error_message)s, COALESCE(%(started_at)s::TIMESTAMPTZ, %(at)s::TIMESTAMPTZ),
     CASE WHEN %(status)s::VARCHAR <> 'in_progress' THEN %(at)s::TIMESTAMPTZ END,
     CASE WHEN %(status)s::VARCHAR <> 'in_progress' AND %(started_at)s::TIMESTAMPTZ < %(at)s::TIMESTAMPTZ
-         THEN (EXTRACT(EPOCH FROM %(at)s::TIMESTAMPTZ - %(started_at)s::TIMESTAMPTZ) * 1000)::INTEGER END
+         THEN (EXTRACT(EPOCH FROM %(at)s::TIMESTAMPTZ - %(started_at)s::TIMESTAMPTZ) * 1000)::INTEGER END,
+    CASE WHEN %(status)s::VARCHAR = 'success' THEN %(at)s::TIMESTAMPTZ END
 )
 ON CONFLICT (deployment_id) DO UPDATE SET
     environment = CASE WHEN EXCLUDED.environment = 'production' THEN 'production' ELSE d.environment END,
@@ -76,14 +77,20 @@ ON CONFLICT (deployment_id) DO UPDATE SET
         WHEN COALESCE(d.completed_at, EXCLUDED.completed_at) > LEAST(d.deployed_at, EXCLUDED.deployed_at)
         THEN (EXTRACT(EPOCH FROM COALESCE(d.completed_at, EXCLUDED.completed_at)
                                 - LEAST(d.deployed_at, EXCLUDED.deployed_at)) * 1000)::INTEGER
-        END
+        END,
+    -- A promotion (or a rollback by promotion) makes an older deployment the live one again.
+    went_live_at = CASE
+        WHEN d.deployment_status = 'rolled_back' THEN d.went_live_at
+        ELSE GREATEST(d.went_live_at, EXCLUDED.went_live_at) END
 """
 
+# What serves each environment now: the successful deployment that went live last (a promoted
+# or rolled-back-to older deployment counts from its promotion, not its build).
 _DEPLOY_SUMMARY = """
-SELECT DISTINCT ON (environment) environment, COALESCE(completed_at, deployed_at), git_commit_hash, git_branch
+SELECT DISTINCT ON (environment) environment, went_live_at, git_commit_hash, git_branch
 FROM deployment_history
-WHERE deployment_status = 'success'
-ORDER BY environment, COALESCE(completed_at, deployed_at) DESC
+WHERE deployment_status = 'success' AND went_live_at IS NOT NULL
+ORDER BY environment, went_live_at DESC
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -328,3 +329,41 @@ async def test_database_down_answers_503_so_alertmanager_retries(
         assert await metric(client, "recorder_up") == 0
     finally:
         await store.close()
+
+
+def _vercel_for(commit: str, kind: str, dep_id: str, delivery: str, at_ms: int) -> bytes:
+    doc = json.loads(vercel_event(kind, dep_id, delivery=delivery, created_ms=at_ms))
+    doc["payload"]["deployment"]["meta"]["githubCommitSha"] = commit
+    return json.dumps(doc).encode()
+
+
+async def test_the_live_production_deployment_follows_promotions_and_rollbacks(
+    client: TestClient,
+) -> None:
+    async def send(commit: str, kind: str, dep: str, at_ms: int) -> None:
+        body = _vercel_for(commit, kind, dep, f"{dep}-{kind}-{at_ms}", at_ms)
+        resp = await client.post("/webhooks/deployments/vercel", data=body, headers=_vercel(body))
+        assert resp.status == 200, await resp.text()
+
+    async def live() -> str:
+        text = await (await client.get("/metrics")).text()
+        (line,) = [
+            x for x in text.splitlines() if x.startswith("recorder_production_deployment_info{")
+        ]
+        return line.split('commit="')[1].split('"')[0]
+
+    t = 1_780_000_000_000
+    await send("a" * 40, "deployment.succeeded", "dpl_A", t)
+    await send("b" * 40, "deployment.succeeded", "dpl_B", t + 60_000)
+    assert await live() == "b" * 40
+    # Promote the older deployment (Vercel's promote, or an Instant Rollback to it).
+    await send("a" * 40, "deployment.promoted", "dpl_A", t + 120_000)
+    assert await live() == "a" * 40
+    # A late replay of B's success does not make B live again.
+    await send("b" * 40, "deployment.succeeded", "dpl_B", t + 60_000 + 1)
+    assert await live() == "a" * 40
+    # C goes live, then is rolled back: the one before it serves again.
+    await send("c" * 40, "deployment.succeeded", "dpl_C", t + 180_000)
+    assert await live() == "c" * 40
+    await send("c" * 40, "deployment.rollback", "dpl_C", t + 240_000)
+    assert await live() == "a" * 40

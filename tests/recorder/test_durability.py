@@ -219,3 +219,46 @@ async def test_same_alerts_in_different_orders_never_deadlock(
     for r in responses:
         assert (await r.json())["stored"] == 60  # written, not journaled: the database was up
     assert rows(migrated_dsn, "SELECT count(*) FROM infrastructure_alerts") == [(60,)]
+
+
+@pytest.mark.slow
+async def test_the_deploy_summary_loads_when_the_database_comes_up_after_the_recorder(
+    secrets: Secrets, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    from schema import migrate
+    from tests.pg_cluster import throwaway_cluster
+
+    with throwaway_cluster() as cluster:
+        async with await psycopg.AsyncConnection.connect(cluster.dsn(), autocommit=True) as conn:
+            await conn.execute("CREATE DATABASE wsinfra")
+        dsn = cluster.dsn("wsinfra")
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            await migrate.apply(conn)
+        store = store_for(dsn + " connect_timeout=1")
+        await store.open()
+        sent = vercel_event("deployment.succeeded")
+        await store.write_deployment("vercel", "d-1", "deployment.succeeded", _parse_vercel(sent))
+        await store.close()
+        cluster.stop()
+
+        store = store_for(dsn + " connect_timeout=1")
+        await store.open()
+        journal = Journal(tmp_path / "j", 1 << 20)
+        journal.open()
+        c = await aiohttp_client(make_app(store, secrets, max_body_bytes=1 << 20, journal=journal))
+        text = await (await c.get("/metrics")).text()
+        assert "recorder_production_deployment_info{" not in text
+        cluster.start()
+
+        async def loaded() -> bool:
+            text = await (await c.get("/metrics")).text()
+            return "recorder_production_deployment_info{" in text
+
+        await until(loaded, "the deploy summary once the database is up", timeout=40)
+        await store.close()
+
+
+def _parse_vercel(body: bytes) -> Any:
+    from recorder.payloads import parse_vercel
+
+    return parse_vercel(body)[2]
