@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -159,19 +159,3 @@ def describe_os_error(exc: OSError) -> str:
     """`file: reason` for an OSError from reading a file (`reason` alone when it names none)."""
     reason = exc.strerror or str(exc)
     return f"{exc.filename}: {reason}" if exc.filename else reason
-
-
-def _check_conninfo(value: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(value)
-    except Exception as exc:  # psycopg.ProgrammingError; its message never holds a password
-        raise ValueError(f"not a libpq conninfo: {type(exc).__name__}") from None
-    if "password" in parts:
-        raise ValueError("passwords in conninfo are refused: use password_file")
-    return value
-
-
-# A libpq conninfo ("host=… dbname=… user=…") that carries no password (that lives in a file).
-Conninfo = Annotated[str, AfterValidator(_check_conninfo)]

@@ -11,6 +11,7 @@ import sys
 import psycopg
 from aiohttp import web
 
+from common import postgres
 from common.cli import ListenError, add_common_flags, listen
 from common.config import ConfigError, describe_os_error, load_config
 from common.logging import configure
@@ -24,8 +25,7 @@ log = logging.getLogger("recorder")
 
 
 async def _migrate(cfg: RecorderConfig) -> int:
-    store = PgStore(cfg.database)
-    kwargs = store._connect_kwargs()
+    kwargs = postgres.connect_kwargs(cfg.database, "wsinfra-recorder-migrate")
     try:
         async with await psycopg.AsyncConnection.connect(cfg.database.conninfo, **kwargs) as conn:
             applied = await migrate.apply(conn)

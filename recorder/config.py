@@ -8,20 +8,12 @@ from typing import Annotated
 from pydantic import Field
 
 from common.config import Strict, read_secret_file
-from common.durations import Duration
+from common.postgres import PgConnection
 
 
-class Database(Strict):
-    # libpq connection string WITHOUT the password, e.g. "host=127.0.0.1 dbname=wsinfra user=recorder".
-    conninfo: str
-    # Read at every new connection, so a rotated password needs no restart.
-    password_file: Path | None = None
-    pool_min: Annotated[int, Field(ge=1, le=32)] = 1
-    pool_max: Annotated[int, Field(ge=1, le=64)] = 4
-    # How long a webhook may wait for a connection before it answers 503 (Alertmanager retries).
-    acquire_timeout: Duration = 5.0
-    # Per-statement limit; a stuck database must not hold a webhook forever.
-    statement_timeout: Duration = 10.0
+class Database(PgConnection):
+    """The recorder's database (common.postgres): `acquire_timeout` is how long a webhook waits
+    for a connection before it is journaled instead."""
 
 
 class Webhooks(Strict):

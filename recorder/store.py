@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from common.config import read_secret_file
+from common import postgres
 from common.ingress import scrub
 from recorder.config import Database
 from schema import migrate, writes
@@ -41,27 +41,10 @@ def _sqlstate(exc: psycopg.Error) -> str:
 class PgStore:
     def __init__(self, cfg: Database) -> None:
         self.cfg = cfg
-        self.pool = AsyncConnectionPool(
-            cfg.conninfo,
-            kwargs=self._connect_kwargs,
-            min_size=cfg.pool_min,
-            max_size=cfg.pool_max,
-            open=False,
-            check=AsyncConnectionPool.check_connection,
-            configure=self._configure,
-            name="recorder",
+        self.pool = postgres.pool(
+            cfg, "wsinfra-recorder", check=AsyncConnectionPool.check_connection
         )
         self.latest: dict[str, LatestDeployment] = {}
-
-    def _connect_kwargs(self) -> dict[str, Any]:
-        # Re-read at each new connection: a rotated password needs no restart.
-        if self.cfg.password_file is None:
-            return {}
-        return {"password": read_secret_file(self.cfg.password_file)}
-
-    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute(f"SET statement_timeout = {int(self.cfg.statement_timeout * 1000)}")
-        await conn.commit()
 
     async def open(self) -> None:
         # Do not wait: the recorder serves (and answers 503) while the database is away.

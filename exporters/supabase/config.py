@@ -8,8 +8,9 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from common.config import Conninfo, Strict, read_secret_file
+from common.config import Strict, read_secret_file
 from common.durations import Duration
+from common.postgres import Conninfo
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
