@@ -17,52 +17,12 @@ from prometheus_client import CollectorRegistry
 from exporters.billing.metrics import SAMPLE_NAMES as BILLING_SAMPLE_NAMES
 from exporters.supabase.management import SAMPLE_NAMES as SUPABASE_API_SAMPLE_NAMES
 from exporters.supabase.scrape import SAMPLE_NAMES as SUPABASE_SAMPLE_NAMES
-from exporters.uptime.collector import ExporterMeta, UptimeCollector
-from exporters.uptime.config import UptimeConfig
-from exporters.uptime.probe import PHASES, ProbeResult
-from exporters.uptime.scheduler import ProberStats, TargetState, plan
 from tests.conftest import ROOT
+from tests.golden import golden_sample_names
 
 # Series that come from Prometheus itself rather than from an exporter or a recording rule.
 EXTERNAL = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 GENERATED = ROOT / "alert_rules" / "generated"
-
-
-def _exporter_metric_names() -> set[str]:
-    conf = UptimeConfig.model_validate(
-        {
-            "targets": [
-                {"name": "a", "http": {"url": "https://x.example/"}},
-                {"name": "b", "tcp": {"address": "x:1"}},
-            ]
-        }
-    )
-    states = {t.name: TargetState(t) for t in plan(conf)}
-    full = ProbeResult(
-        success=False,
-        reason="status",
-        status_code=500,
-        phases=dict.fromkeys(PHASES, 0.1),
-        tls_not_after=1e9,
-        security_headers=dict.fromkeys(
-            (
-                "strict_transport_security",
-                "content_security_policy",
-                "x_content_type_options",
-                "frame_options",
-            ),
-            True,
-        ),
-        hsts_max_age=1.0,
-        finished_at=1e9,
-    )
-    for s in states.values():
-        s.last = full
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        UptimeCollector(states, ProberStats(), ExporterMeta("v", "r", 1, 1, True), 1.0, now=1e9)
-    )
-    return {sample.name for fam in registry.collect() for sample in fam.samples}
 
 
 _STRIP = [
@@ -189,7 +149,7 @@ def recorded_names() -> set[str]:
 @cache
 def produced() -> frozenset[str]:
     return frozenset(
-        _exporter_metric_names()
+        golden_sample_names()
         | _recorder_metric_names()
         | _vercel_metric_names()
         | SUPABASE_SAMPLE_NAMES

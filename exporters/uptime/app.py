@@ -1,73 +1,76 @@
-"""The uptime exporter's HTTP side: /metrics from the latest results, a landing page and health."""
+"""The uptime exporter on the shared exporter app: the prober (adapter) keeps per-target state,
+each scrape copies it into an immutable snapshot, and the pure collector renders that."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 
-from common.build_info import build_info
-from common.web import healthy, landing_page
-from exporters.uptime.collector import ExporterMeta, UptimeCollector
+from common import exporter as shared
+from common.refresh import RefreshLoop
+from exporters.uptime import collector
+from exporters.uptime.collector import UptimeSnapshot
 from exporters.uptime.config import UptimeConfig
 from exporters.uptime.scheduler import Prober
 
-PROBER = web.AppKey("prober", Prober)
 
+class UptimeExporter:
+    namespace = "uptime"
+    title = "uptime"
 
-async def metrics(request: web.Request) -> web.Response:
-    prober = request.app[PROBER]
-    ver, rev = build_info()
-    meta = ExporterMeta(
-        version=ver,
-        revision=rev,
-        concurrency=prober.cfg.concurrency,
-        confirm_attempts=prober.cfg.confirm_attempts,
-        healthy=prober.healthy(),
-    )
-    # Copy on the loop (cheap), render off it: a large render must not stall probes in flight,
-    # whose phase timings would then include our own pause.
-    states = dict(prober.states)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(UptimeCollector(states, prober.stats, meta, prober.cfg.confirm_delay))
-    body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def __init__(self, cfg: UptimeConfig) -> None:
+        self.cfg = cfg
+        self.prober = Prober(cfg)
 
+    async def snapshot(self) -> UptimeSnapshot:
+        p = self.prober
+        return collector.snapshot_of(p.states, p.stats, self.cfg, p.healthy())
 
-async def index(request: web.Request) -> web.Response:
-    prober = request.app[PROBER]
-    rows = [
-        f"{n}: "
-        + (
-            "up"
-            if s.last and s.last.success
-            else ("down: " + str(s.last.reason) if s.last else "pending")
-        )
-        for n, s in prober.states.items()
-    ]
-    return landing_page("uptime", [("Targets:", rows)])
+    def collect(self, snapshot: UptimeSnapshot) -> Iterable[Metric]:
+        return collector.collect(snapshot)
 
+    def up(self, snapshot: UptimeSnapshot) -> bool:
+        return collector.up(snapshot)
 
-async def ready(request: web.Request) -> web.Response:
-    if request.app[PROBER].healthy():
-        return web.Response(text="OK\n")
-    return web.Response(status=503, text="prober not running\n")
+    def up_help(self) -> str:
+        return collector.UP_HELP
+
+    def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]:
+        return {}  # probes are read on scrape from the prober's own tasks
+
+    def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+        return [self._run_prober]
+
+    async def _run_prober(self) -> None:
+        self.prober.start()
+        try:
+            await self.prober.wait()
+        finally:
+            await self.prober.stop()
+
+    def ready(self) -> bool:
+        return self.prober.healthy()
+
+    def landing(self) -> list[tuple[str, list[str]]]:
+        rows = [
+            f"{n}: "
+            + (
+                "up"
+                if s.last and s.last.success
+                else ("down: " + str(s.last.reason) if s.last else "pending")
+            )
+            for n, s in self.prober.states.items()
+        ]
+        return [("Targets:", rows)]
+
+    async def aclose(self) -> None:
+        await self.prober.stop()
 
 
 def make_app(cfg: UptimeConfig) -> web.Application:
-    app = web.Application()
-    app[PROBER] = Prober(cfg)
-
-    async def run_prober(app: web.Application) -> AsyncIterator[None]:
-        app[PROBER].start()
-        yield
-        await app[PROBER].stop()
-
-    app.cleanup_ctx.append(run_prober)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", index)
-    app.router.add_get("/-/healthy", healthy)
-    app.router.add_get("/-/ready", ready)
-    return app
+    # Rendered off the event loop: a large render must not stall probes in flight, whose phase
+    # timings would then include our own pause (the snapshot is immutable, so that is safe).
+    return shared.make_app(UptimeExporter(cfg), render_in_thread=True)

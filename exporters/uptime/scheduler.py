@@ -111,6 +111,10 @@ class Prober:
         for state in self.states.values():
             self._tasks.append(asyncio.create_task(self._loop(state), name=state.target.name))
 
+    async def wait(self) -> None:
+        """Until the probe tasks end (they do not, unless cancelled)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

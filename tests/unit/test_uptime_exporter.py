@@ -10,10 +10,10 @@ import time
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry, generate_latest
 
-from exporters.uptime.app import make_app
-from exporters.uptime.collector import ExporterMeta, UptimeCollector
+from common.exporter import render
+from exporters.uptime import collector
+from exporters.uptime.app import UptimeExporter, make_app
 from exporters.uptime.config import UptimeConfig
 from exporters.uptime.probe import ProbeResult
 from exporters.uptime.scheduler import Prober, ProberStats, TargetState, plan
@@ -164,10 +164,13 @@ def test_stale_results_are_dropped_and_up_goes_to_zero() -> None:
     now = 1_000_000.0
     old = ProbeResult(success=True, finished_at=now - 600)
     states = {"a": TargetState(planned, last=old, probes=7)}
-    meta = ExporterMeta("1", "r", conf.concurrency, conf.confirm_attempts, healthy=True)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(UptimeCollector(states, ProberStats(), meta, conf.confirm_delay, now=now))
-    text = generate_latest(registry).decode()
+    exporter = UptimeExporter(conf)
+
+    def scrape(states: dict[str, TargetState]) -> str:
+        snap = collector.snapshot_of(states, ProberStats(), conf, prober_running=True, now=now)
+        return render(exporter, snap, [], 0.0).decode()
+
+    text = scrape(states)
     assert "uptime_up 0.0" in text
     assert 'uptime_probe_success{target="a"}' not in text
     # Counters stay: they are history, not a claim about now.
@@ -176,9 +179,7 @@ def test_stale_results_are_dropped_and_up_goes_to_zero() -> None:
     fresh = {
         "a": TargetState(planned, last=ProbeResult(success=True, finished_at=now - 5), probes=7)
     }
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(UptimeCollector(fresh, ProberStats(), meta, conf.confirm_delay, now=now))
-    text = generate_latest(registry).decode()
+    text = scrape(fresh)
     assert "uptime_up 1.0" in text
     assert 'uptime_probe_success{target="a"} 1.0' in text
 
