@@ -19,7 +19,11 @@ def snapshot() -> tuple[UptimeConfig, collector.UptimeSnapshot]:
             "interval": "30s",
             "targets": [
                 {"name": "web-home", "service": "web", "http": {"url": "https://example.com/"}},
-                {"name": "web-api", "service": "api", "http": {"url": "https://api.example.com/health"}},
+                {
+                    "name": "web-api",
+                    "service": "api",
+                    "http": {"url": "https://api.example.com/health"},
+                },
                 {"name": "db", "service": "database", "tcp": {"address": "db.example.com:5432"}},
                 {"name": "new", "http": {"url": "https://new.example.com/"}},
             ],
