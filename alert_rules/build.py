@@ -6,24 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
+from alert_rules.config import CONFIG, load_rules
 from alert_rules.render import RuleError, render_all
+from common.config import ConfigError
 
 HERE = Path(__file__).resolve().parent
-CONFIG = HERE / "config.yaml"
 TEMPLATES = HERE / "templates"
 GENERATED = HERE / "generated"
-
-
-def load_config(path: Path = CONFIG) -> dict[str, object]:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RuleError(f"{path}: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise RuleError(f"{path}: must be a mapping")
-    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--check", action="store_true", help="fail if generated/ is stale; write nothing"
     )
-    b.add_argument("--config", type=Path, default=CONFIG)
+    b.add_argument(
+        "--config", type=Path, default=CONFIG, help="the rules' knobs (default: %(default)s)"
+    )
     b.add_argument("--out", type=Path, default=GENERATED)
     args = ap.parse_args(argv)
     try:
-        rendered = render_all(TEMPLATES, load_config(args.config))
+        rendered = render_all(TEMPLATES, load_rules(args.config))
+    except ConfigError as exc:  # names the file and every bad key
+        print(exc, file=sys.stderr)
+        return 2
     except RuleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import yaml
 
+from alert_rules.config import load_rules
 from common.durations import parse_duration
 from compose.processes import free_port, prometheus_argv, promtool_binary, spawn, stop, wait_ready
 from dashboards.build import GENERATED
@@ -300,8 +301,7 @@ def fleet(targets: int, regions: int, interval: float) -> tuple[list[Series], li
 
 def rule_intervals() -> dict[str, float]:
     """Recorded series -> how often its group evaluates (as Prometheus would have written it)."""
-    cfg = yaml.safe_load((ROOT / "alert_rules" / "config.yaml").read_text())
-    default = parse_duration(cfg["evaluation_interval"])
+    default = load_rules().evaluation_interval
     out = {}
     for path in (ROOT / "alert_rules" / "generated").glob("*.rules.yml"):
         for group in yaml.safe_load(path.read_text())["groups"]:

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from alert_rules.config import AlertRulesConfig, load_rules
 from compose.demo import (
     demo_billing_config,
     demo_project_metrics,
@@ -76,9 +77,11 @@ UPTIME_HEADER = (
 COMPOSE_REGIONS = {"us-east": "uptime-us-east:9701", "eu-west": "uptime-eu-west:9701"}
 
 
-def render() -> str:
+def render(rules: AlertRulesConfig | None = None) -> str:
+    """prometheus.yml, its evaluation interval from `rules` (default alert_rules/config.yaml)."""
     return dump(
         prometheus_config(
+            rules=rules if rules is not None else load_rules(),
             uptime_by_region=COMPOSE_REGIONS,
             alertmanager="alertmanager:9093",
             rule_files=["/etc/prometheus/rules/*.yml"],

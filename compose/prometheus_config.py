@@ -7,15 +7,17 @@ from typing import Any
 
 import yaml
 
+from alert_rules.config import AlertRulesConfig, prom_duration
+
 # The uptime job is scraped often: detection time is the floor of alert latency, and the
 # exporter serves cached results, so a scrape costs it little.
 UPTIME_SCRAPE_INTERVAL = "5s"
 UPTIME_SCRAPE_TIMEOUT = "4s"
-EVALUATION_INTERVAL = "5s"
 
 
 def prometheus_config(
     *,
+    rules: AlertRulesConfig,
     uptime_by_region: Mapping[str, str],
     alertmanager: str,
     rule_files: list[str],
@@ -26,12 +28,14 @@ def prometheus_config(
     supabase_projects_sd: str | None = None,
     billing: str | None = None,
 ) -> dict[str, Any]:
-    """`uptime_by_region`: region → host:port of that region's uptime exporter."""
+    """`rules`: the alert rules' config, whose evaluation_interval the rules' `for` durations
+    are tuned for (alert_rules/config.yaml); `uptime_by_region`: region → host:port of that
+    region's uptime exporter."""
     return {
         "global": {
             "scrape_interval": "15s",
             "scrape_timeout": "10s",
-            "evaluation_interval": EVALUATION_INTERVAL,
+            "evaluation_interval": prom_duration(rules.evaluation_interval),
         },
         "rule_files": rule_files,
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},

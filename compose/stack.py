@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from alert_rules.config import load_rules
 from alertmanager.runtime import Placement, write_placed
 from compose import database, demo
 from compose.processes import (
@@ -377,6 +378,7 @@ def prepare() -> list[Proc]:
     prom_cfg.write_text(
         dump_prometheus(
             prometheus_config(
+                rules=load_rules(),
                 uptime_by_region={r: f"{HOST}:{PORTS[n]}" for r, n in regions.items()},
                 alertmanager=f"{HOST}:{PORTS['alertmanager']}",
                 rule_files=[str(ROOT / "alert_rules" / "generated" / "*.yml")],

@@ -21,7 +21,7 @@ def summary(new_row: str) -> list[Panel]:
         ),
         stat(
             "Budget used",
-            f"Month to date against the monthly budget (alerts at {B['budget']['info_ratio']:.0%}, {B['budget']['warning_ratio']:.0%}, {B['budget']['critical_ratio']:.0%}).",
+            f"Month to date against the monthly budget (alerts at {B.budget.info_ratio:.0%}, {B.budget.warning_ratio:.0%}, {B.budget.critical_ratio:.0%}).",
             "percentunit",
             [Prom("max(job:billing_budget_used:ratio)", instant=True)],
             thresholds=BUDGET_STEPS,
@@ -37,7 +37,7 @@ def summary(new_row: str) -> list[Panel]:
         ),
         stat(
             "Cost per active user",
-            f"Projected month over 30-day active users (spec: under {B['cost_per_user']['max_usd']:.2f} USD).",
+            f"Projected month over 30-day active users (spec: under {B.cost_per_user.max_usd:.2f} USD).",
             "currencyUSD",
             [Prom("max(job:billing_cost_per_active_user_usd:ratio)", instant=True)],
             thresholds=COST_PER_USER_STEPS,
@@ -57,10 +57,10 @@ DASHBOARD = Dashboard(
         *summary("This month"),
         stat(
             "Month over month",
-            f"Projected month against last month (alert above {B['mom_growth']['max_ratio']:.0%}).",
+            f"Projected month against last month (alert above {B.mom_growth.max_ratio:.0%}).",
             "percentunit",
             [Prom("max(job:billing_cost_growth:ratio_mom)", instant=True)],
-            thresholds=[(None, "green"), (B["mom_growth"]["max_ratio"], "red")],
+            thresholds=[(None, "green"), (B.mom_growth.max_ratio, "red")],
             links=[runbook("BillingCostGrowthHigh")],
         ),
         stat(
@@ -143,7 +143,7 @@ DASHBOARD = Dashboard(
         ),
         timeseries(
             "Yesterday's usage against its 14-day baseline",
-            f"Per provider: yesterday's (UTC) usage cost and the mean of the 14 days before; a spike is above {B['spike']['factor']}x and {B['spike']['min_usd']} USD.",
+            f"Per provider: yesterday's (UTC) usage cost and the mean of the 14 days before; a spike is above {B.spike.factor}x and {B.spike.min_usd} USD.",
             "currencyUSD",
             [
                 Prom(

@@ -3,14 +3,17 @@ Management API."""
 
 from __future__ import annotations
 
-from dashboards.common import RULES, TAGS
+from alert_rules.config import prom_duration
+from dashboards.common import TAGS, S
 from dashboards.lib import Dashboard, Prom, Var, runbook, stat, table, timeseries
 
-S = RULES["supabase"]
 DB = 'project=~"$database"'
 REF = 'project=~"$supabase_project"'
-WINDOW = S["slow_query"]["window"]
+# The statement recordings are named after their window (supabase.rules: rate<window>).
+WINDOW = prom_duration(S.slow_query.window)
 DAY = 86400
+HORIZON_DAYS = S.disk.horizon_seconds // DAY
+HISTORY = prom_duration(S.disk.history)
 
 DATABASE = Var("database", "Database", "label_values(supabase_up, project)")
 SUPABASE_PROJECT = Var(
@@ -35,10 +38,10 @@ DASHBOARD = Dashboard(
         ),
         stat(
             "Connections used",
-            f"Client connections against max_connections (spec: pool below {S['connections']['max_ratio']:.0%}).",
+            f"Client connections against max_connections (spec: pool below {S.connections.max_ratio:.0%}).",
             "percentunit",
             [Prom(f"max(project:supabase_db_connections:ratio{{{DB}}})", instant=True)],
-            thresholds=[(None, "green"), (S["connections"]["max_ratio"], "red")],
+            thresholds=[(None, "green"), (S.connections.max_ratio, "red")],
             links=[runbook("SupabaseConnectionsHigh")],
         ),
         stat(
@@ -55,8 +58,8 @@ DASHBOARD = Dashboard(
             [Prom(f"min(supabase_db_xid_wraparound_remaining_ratio{{{DB}}})", instant=True)],
             thresholds=[
                 (None, "red"),
-                (S["wraparound"]["critical_remaining"], "orange"),
-                (S["wraparound"]["warning_remaining"], "green"),
+                (S.wraparound.critical_remaining, "orange"),
+                (S.wraparound.warning_remaining, "green"),
             ],
             links=[runbook("SupabaseXidWraparoundRisk")],
         ),
@@ -81,7 +84,7 @@ DASHBOARD = Dashboard(
         ),
         table(
             "Slowest statements now",
-            f"Statements by mean time over the last {WINDOW} (time spent / calls, pg_stat_statements), with their normalized text, tables and filter columns. Above {S['slow_query']['mean_seconds'] * 1000:.0f} ms is the spec's limit.",
+            f"Statements by mean time over the last {WINDOW} (time spent / calls, pg_stat_statements), with their normalized text, tables and filter columns. Above {S.slow_query.mean_seconds * 1000:.0f} ms is the spec's limit.",
             "s",
             [
                 Prom(
@@ -92,7 +95,7 @@ DASHBOARD = Dashboard(
                     table=True,
                 )
             ],
-            thresholds=[(None, "green"), (S["slow_query"]["mean_seconds"], "red")],
+            thresholds=[(None, "green"), (S.slow_query.mean_seconds, "red")],
             hide=["Time"],
             rename={"Value": "mean"},
             links=[runbook("SupabaseSlowQuery")],
@@ -133,26 +136,26 @@ DASHBOARD = Dashboard(
                     "{{project}} {{replica}}",
                 )
             ],
-            thresholds=[(None, "green"), (S["replication_lag"]["seconds"], "red")],
+            thresholds=[(None, "green"), (S.replication_lag.seconds, "red")],
             links=[runbook("SupabaseReplicationLag")],
             new_row="Replication and growth",
         ),
         timeseries(
-            "Size and 7-day forecast",
-            f"Database size now and predicted {S['disk']['horizon_seconds'] // DAY} days ahead from the last {S['disk']['history']} of growth.",
+            f"Size and {HORIZON_DAYS}-day forecast",
+            f"Database size now and predicted {HORIZON_DAYS} days ahead from the last {HISTORY} of growth.",
             "bytes",
             [
                 Prom(f"supabase_db_size_bytes{{{DB}}}", "{{project}} size"),
                 Prom(
-                    f"predict_linear(supabase_db_size_bytes{{{DB}}}[{S['disk']['history']}], {S['disk']['horizon_seconds']})",
-                    "{{project}} in 7 days",
+                    f"predict_linear(supabase_db_size_bytes{{{DB}}}[{HISTORY}], {S.disk.horizon_seconds})",
+                    f"{{{{project}}}} in {HORIZON_DAYS} days",
                 ),
             ],
             links=[runbook("SupabaseDiskWillFill")],
         ),
         stat(
             "Last completed backup",
-            "Age of the newest completed backup (Supabase takes them daily; alert over 26 h).",
+            f"Age of the newest completed backup (Supabase takes them daily; alert over {S.backups.max_age_seconds / 3600:g} h).",
             "s",
             [
                 Prom(
@@ -160,7 +163,7 @@ DASHBOARD = Dashboard(
                     instant=True,
                 )
             ],
-            thresholds=[(None, "green"), (S["backups"]["max_age_seconds"], "red")],
+            thresholds=[(None, "green"), (S.backups.max_age_seconds, "red")],
             links=[runbook("SupabaseBackupStale")],
             new_row="Backups and services (Management API)",
         ),

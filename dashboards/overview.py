@@ -6,6 +6,7 @@ from dashboards import costs
 from dashboards.common import (
     API_STEPS,
     BUDGET,
+    CACHE_HIT_RATIO,
     CACHE_STEPS,
     ENVIRONMENT,
     ERROR_STEPS,
@@ -16,6 +17,7 @@ from dashboards.common import (
     SLO_TARGET,
     TAGS,
     V,
+    spoken,
 )
 from dashboards.lib import Dashboard, Prom, Sql, runbook, stat, table, timeseries
 
@@ -75,7 +77,7 @@ DASHBOARD = Dashboard(
         ),
         stat(
             "Vercel error rate",
-            f"Server errors among the selected environment's requests, 5-minute rate (spec: under {V['errors']['warning_ratio']:.0%}).",
+            f"Server errors among the selected environment's requests, 5-minute rate (spec: under {V.errors.warning_ratio:.0%}).",
             "percentunit",
             [
                 Prom(
@@ -89,7 +91,7 @@ DASHBOARD = Dashboard(
         ),
         stat(
             "Vercel page p95 (all regions)",
-            f"Server time of page requests at p95 over all regions (spec: under {V['page_load']['p95_seconds']} s).",
+            f"Server time of page requests at p95 over all regions (spec: under {V.page_load.p95_seconds} s).",
             "s",
             [
                 Prom(
@@ -102,7 +104,7 @@ DASHBOARD = Dashboard(
         ),
         stat(
             "Vercel API p50 (all regions)",
-            f"Median API request time over all regions (spec: under {V['api_latency']['p50_seconds'] * 1000:.0f} ms).",
+            f"Median API request time over all regions (spec: under {V.api_latency.p50_seconds * 1000:.0f} ms).",
             "s",
             [
                 Prom(
@@ -115,9 +117,9 @@ DASHBOARD = Dashboard(
         ),
         stat(
             "Vercel CDN cache hit ratio",
-            f"Cacheable requests (static, prerendered) served from Vercel's cache over 30 minutes (spec: above {V['cache']['min_hit_ratio']:.0%}).",
+            f"Cacheable requests (static, prerendered) served from Vercel's cache over {spoken(V.cache.window)} (spec: above {V.cache.min_hit_ratio:.0%}).",
             "percentunit",
-            [Prom(f"min(project_region:vercel_cache_hits:ratio_rate30m{{{ENV}}})", instant=True)],
+            [Prom(f"min({CACHE_HIT_RATIO}{{{ENV}}})", instant=True)],
             thresholds=CACHE_STEPS,
             links=[runbook("VercelCacheHitRatioLow")],
         ),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from alert_rules.config import BurnRate, prom_duration
 from dashboards.common import (
     BUDGET,
     PAGE_BURN,
     PROJECT,
+    RULES,
     SLO_TARGET,
     SLO_WINDOWS,
     TAGS,
@@ -16,6 +18,14 @@ from dashboards.lib import Dashboard, Prom, runbook, stat, table, timeseries
 
 BURN_STEPS = [(None, "green"), (1, "yellow"), (TICKET_BURN, "orange"), (PAGE_BURN, "red")]
 MINUTES_30D = 30 * 24 * 60
+
+
+def _windows(burn: BurnRate) -> str:
+    return f"{prom_duration(burn.long)} and {prom_duration(burn.short)}"
+
+
+PAGE_WINDOWS = _windows(RULES.slo.page[0])
+TICKET_WINDOWS = _windows(RULES.slo.ticket[0])
 
 DASHBOARD = Dashboard(
     uid="wsinfra-slo",
@@ -74,7 +84,7 @@ DASHBOARD = Dashboard(
         ),
         timeseries(
             "Uptime burn rate per window (worst target)",
-            f"Error ratio per window divided by the budget ({BUDGET:g}): 1 spends the 30-day budget in 30 days. Pages above {PAGE_BURN:g} (1h and 5m), tickets above {TICKET_BURN:g} (1d and 2h).",
+            f"Error ratio per window divided by the budget ({BUDGET:g}): 1 spends the 30-day budget in 30 days. Pages above {PAGE_BURN:g} ({PAGE_WINDOWS}), tickets above {TICKET_BURN:g} ({TICKET_WINDOWS}).",
             "none",
             [
                 Prom(

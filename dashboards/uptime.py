@@ -77,7 +77,7 @@ DASHBOARD = Dashboard(
         ),
         table(
             "TLS certificates",
-            f"Per HTTPS target: time until the earliest certificate in the chain expires (warning under {U['tls']['warning_days']} days, error under {U['tls']['error_days']}).",
+            f"Per HTTPS target: time until the earliest certificate in the chain expires (warning under {U.tls.warning_days} days, error under {U.tls.error_days}).",
             "s",
             [
                 Prom(
@@ -88,8 +88,8 @@ DASHBOARD = Dashboard(
             ],
             thresholds=[
                 (None, "red"),
-                (U["tls"]["error_days"] * DAY, "orange"),
-                (U["tls"]["warning_days"] * DAY, "green"),
+                (U.tls.error_days * DAY, "orange"),
+                (U.tls.warning_days * DAY, "green"),
             ],
             hide=["Time"],
             rename={"Value": "expires in"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dashboards.common import (
+    CACHE_HIT_RATIO,
     CACHE_STEPS,
     ENVIRONMENT,
     ERROR_STEPS,
@@ -10,6 +11,8 @@ from dashboards.common import (
     PROJECT,
     TAGS,
     VERCEL_REGION,
+    V,
+    spoken,
 )
 from dashboards.lib import Dashboard, Prom, runbook, stat, table, timeseries
 
@@ -132,11 +135,11 @@ DASHBOARD = Dashboard(
         ),
         timeseries(
             "CDN cache hit ratio by region",
-            "Cacheable requests (static and prerendered) served from Vercel's cache, over 30 minutes.",
+            f"Cacheable requests (static and prerendered) served from Vercel's cache, over {spoken(V.cache.window)}.",
             "percentunit",
             [
                 Prom(
-                    f"project_region:vercel_cache_hits:ratio_rate30m{{{SEL}}}",
+                    f"{CACHE_HIT_RATIO}{{{SEL}}}",
                     "{{project}} {{region}}",
                 )
             ],

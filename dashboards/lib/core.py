@@ -9,8 +9,9 @@ from typing import Any
 import grafanalib.core as g
 from grafanalib._gen import DashboardEncoder
 
+from dashboards.rules import rules
+
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11.x
-RUNBOOK_BASE = "https://github.com/wsinfra/wsinfra/blob/main/runbooks"
 # Datasources are variables: a dashboard works in any Grafana whatever its datasources are named.
 PROM = {"type": "prometheus", "uid": "${datasource}"}
 PG = {"type": "grafana-postgresql-datasource", "uid": "${recorder_db}"}
@@ -46,7 +47,8 @@ class Panel:
 
 
 def runbook(alert: str) -> dict[str, Any]:
-    return {"title": f"Runbook: {alert}", "url": f"{RUNBOOK_BASE}/{alert}.md#{alert.lower()}"}
+    """A panel link to the alert's runbook: the same URL as the alert's runbook_url annotation."""
+    return {"title": f"Runbook: {alert}", "url": rules().runbook_url(alert)}
 
 
 def _steps(thresholds: list[tuple[float | None, str]] | None) -> dict[str, Any]:
@@ -379,7 +381,7 @@ class Dashboard:
                     {
                         "title": "Runbooks",
                         "type": "link",
-                        "url": RUNBOOK_BASE,
+                        "url": rules().runbook_base_url,
                         "icon": "doc",
                         "targetBlank": True,
                         "asDropdown": False,

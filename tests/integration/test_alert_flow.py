@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from alert_rules.config import load_rules
 from alertmanager.runtime import Placement, write_placed
 from compose.database import admin_conninfo
 from compose.processes import alertmanager_argv, free_port, spawn, stop, wait_ready
@@ -103,10 +104,7 @@ def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
     assert "Uptime target is down from a quorum of probe regions." in text
     assert "(web) fails from 100% of probe regions. eu-west: connect. us-east: connect." in text
     assert "*Remediation:*\n1. Open the endpoint yourself" in text
-    assert (
-        "*Runbook:* https://github.com/wsinfra/wsinfra/blob/main/runbooks/UptimeTargetDown.md#uptimetargetdown"
-        in text
-    )
+    assert f"*Runbook:* {load_rules().runbook_url('UptimeTargetDown')}" in text
     assert "severity=critical service=web" in text
     pages = wait_for(
         "the PagerDuty trigger",

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from alert_rules.build import CONFIG, GENERATED, TEMPLATES, load_config
+from alert_rules.build import GENERATED, TEMPLATES
 from alert_rules.build import main as build_main
+from alert_rules.config import CONFIG, load_rules
 from alert_rules.render import REQUIRED_ANNOTATIONS, Rendered, RuleError, render_all, validate
+from common.config import ConfigError
 from tests.conftest import ROOT
 from tests.metrics_produced import metric_names, produced
 
@@ -38,13 +40,21 @@ def test_check_mode_detects_a_stale_file(tmp_path: Path) -> None:
     assert build_main(["build", "--check", "--out", str(tmp_path)]) == 1
 
 
-def test_a_missing_config_key_is_a_render_error(tmp_path: Path) -> None:
-    cfg = load_config()
-    del cfg["uptime"]["response_time"]["warning_seconds"]  # type: ignore[index]
+def test_a_missing_config_key_is_refused_before_rendering(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(CONFIG.read_text())
+    del cfg["uptime"]["response_time"]["warning_seconds"]
     bad = tmp_path / "config.yaml"
     bad.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(RuleError, match="warning_seconds"):
-        render_all(TEMPLATES, load_config(bad))
+    with pytest.raises(
+        ConfigError, match=r"uptime\.response_time\.warning_seconds: Field required"
+    ):
+        load_rules(bad)
+
+
+def test_a_template_reading_a_key_the_model_lacks_is_a_render_error(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml.j2").write_text("groups: [[ cfg.uptime.response_time.warning_secs ]]\n")
+    with pytest.raises(RuleError, match="warning_secs"):
+        render_all(tmp_path, load_rules())
 
 
 def _one_alert(**changes: Any) -> list[Rendered]:
@@ -70,7 +80,7 @@ def _one_alert(**changes: Any) -> list[Rendered]:
     return [Rendered("x.yml", "", doc)]
 
 
-CFG = {"runbook_base_url": "https://runbooks.example"}
+CFG = "https://runbooks.example"  # the runbook base URL the validator holds links to
 
 
 def test_a_well_formed_alert_passes() -> None:
@@ -200,7 +210,7 @@ EXPORTER_HEALTH = {
 
 
 def test_every_exporter_has_a_down_and_an_absent_alert_with_one_for_and_one_severity() -> None:
-    cfg: dict[str, Any] = load_config()
+    cfg: dict[str, Any] = load_rules().template_values()
     assert set(EXPORTER_HEALTH) == set(cfg["selectors"]), "a new scrape job needs its health alerts"
     alerts = {r["alert"]: r for r in generated_rules() if "alert" in r}
     holds = set()
@@ -259,4 +269,4 @@ def test_metric_name_extraction_sees_through_promql() -> None:
 
 def test_config_file_is_the_one_used() -> None:
     assert CONFIG.exists()
-    assert render_all(TEMPLATES, load_config())
+    assert render_all(TEMPLATES, load_rules())

@@ -6,7 +6,8 @@ import re
 
 import yaml
 
-from alert_rules.build import GENERATED, load_config
+from alert_rules.build import GENERATED
+from alert_rules.config import load_rules
 from tests.conftest import ROOT
 
 RUNBOOKS = ROOT / "runbooks"
@@ -24,7 +25,7 @@ def anchors(markdown: str) -> set[str]:
 
 
 def test_every_runbook_url_resolves_to_a_page_and_heading() -> None:
-    base = str(load_config()["runbook_base_url"]).rstrip("/") + "/"
+    base = load_rules().runbook_base_url + "/"
     checked = 0
     problems = []
     for path in GENERATED.glob("*.yml"):
