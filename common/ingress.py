@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from typing import Any
 
 from aiohttp import web
@@ -38,40 +39,43 @@ def _no_constant(name: str) -> Any:
 
 
 def strict_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse RFC 8259 JSON: no NaN/Infinity, at most `max_depth` levels, every string clean."""
-    # The depth is checked on the raw text first: Python's parser recurses and would overflow
-    # the stack on a few thousand brackets before any check of ours could run.
-    _check_depth(body, max_depth)
+    """Parse RFC 8259 JSON: no NaN/Infinity, at most `max_depth` levels of nesting."""
     try:
         doc = json.loads(body, parse_constant=_no_constant)
     except BadRequest:
         raise
     except RecursionError:
+        # The C parser guards its own recursion: thousands of brackets end here, not in a crash.
         raise BadRequest("invalid_json", f"nested deeper than {max_depth} levels", 400) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("invalid_json", f"body is not JSON: {exc}", 400) from None
+    if _deeper_than(doc, max_depth):
+        raise BadRequest("invalid_json", f"nested deeper than {max_depth} levels", 400)
     return doc
 
 
-def _check_depth(body: bytes, max_depth: int) -> None:
-    depth = 0
-    in_string = escaped = False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > max_depth:
-                raise BadRequest("invalid_json", f"nested deeper than {max_depth} levels", 400)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Level by level, over containers only: what later walks, dumps and copies can rely on."""
+    level, depth = [doc], 1
+    while level:
+        if depth > limit:
+            return True
+        nxt: list[Any] = []
+        for node in level:
+            values = node.values() if type(node) is dict else node if type(node) is list else ()
+            nxt += [v for v in values if type(v) is dict or type(v) is list]
+        level, depth = nxt, depth + 1
+    return False
+
+
+# In valid JSON a NUL or a lone surrogate can only arrive as a \u escape (raw control characters
+# are refused by the parser, invalid UTF-8 by the decoder), so a body without these escapes holds
+# no unstorable string and needs no walk.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def may_hold_bad_strings(body: bytes) -> bool:
+    return _SUSPECT_ESCAPE.search(body) is not None
 
 
 def bad_string(value: str) -> str | None:
@@ -162,3 +166,48 @@ def fits_int(value: int, bits: int = 32) -> bool:
     """Whether an integer fits a signed SQL integer column of `bits` bits."""
     limit: int = 2 ** (bits - 1)
     return -limit <= value < limit
+
+
+def loads_json(text: bytes | str) -> Any:
+    """RFC 8259 JSON for bodies too big for strict_json's depth scan (a Python loop over every
+    byte): NaN and Infinity are refused, and nesting deeper than the interpreter's recursion
+    limit is refused by the C parser's own check (nothing a caller does after parsing may then
+    recurse on the document). Strings are not checked: see find_bad_string, find_long_string."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except BadRequest:
+        raise
+    except RecursionError:
+        raise BadRequest("invalid_json", "nested too deeply", 400) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        # json's messages carry a position, never the input.
+        raise BadRequest("invalid_json", f"body is not JSON: {str(exc)[:200]}", 400) from None
+
+
+def find_long_string(doc: Any, max_len: int) -> str | None:
+    """The first string (key or value) in a parsed document longer than `max_len` characters,
+    as 'path: why'; None when there is none. Iterative, like find_bad_string."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if len(value) > max_len:
+                return f"{path or '(value)'}: longer than {max_len} characters"
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if len(k) > max_len:
+                    return f"{path or '(top level)'}: a key longer than {max_len} characters"
+                stack.append((f"{path}.{k}" if path else k, v))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
+def hex_digest_header(given: bytes, length: int) -> bytes | None:
+    """A hex digest header (HMAC signatures) as `length` lowercase ASCII hex bytes, or None when
+    it cannot be one: absent, the wrong length, or any other byte (non-ASCII, non-UTF-8…).
+    Lets a receiver refuse a request before reading its body."""
+    value = given.strip().lower()
+    if len(value) != length or value.translate(None, b"0123456789abcdef"):
+        return None
+    return value

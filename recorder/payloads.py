@@ -12,7 +12,14 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from common.ingress import BadRequest, find_bad_string, fits_int, scrub, strict_json
+from common.ingress import (
+    BadRequest,
+    find_bad_string,
+    fits_int,
+    may_hold_bad_strings,
+    scrub,
+    strict_json,
+)
 from schema.rows import SEVERITIES, AlertRow, DeploymentEvent, Notification, RejectedAlert
 
 _FRACTION = re.compile(r"(\.\d+)")
@@ -88,7 +95,8 @@ def parse_alertmanager(body: bytes) -> Notification:
     status = _str(doc, "status", "")
     # Any unstorable string outside the alerts refuses the notification; inside an alert, only
     # that alert (below).
-    why = find_bad_string({k: v for k, v in doc.items() if k != "alerts"})
+    suspect = may_hold_bad_strings(body)
+    why = suspect and find_bad_string({k: v for k, v in doc.items() if k != "alerts"})
     if why:
         raise PayloadError("invalid_payload", why)
     if status not in ("firing", "resolved"):
@@ -105,19 +113,25 @@ def parse_alertmanager(body: bytes) -> Notification:
     rejected: list[RejectedAlert] = []
     for i, alert in enumerate(alerts):
         try:
-            rows.append(_alert_row(alert, i))
+            rows.append(_alert_row(alert, i, suspect))
         except PayloadError as exc:
             rejected.append(RejectedAlert(i, exc.reason, exc.detail, scrub(alert)))
     return Notification(
-        receiver, group_key, status, truncated, tuple(rows), scrub(doc), tuple(rejected)
+        receiver,
+        group_key,
+        status,
+        truncated,
+        tuple(rows),
+        scrub(doc) if suspect else doc,
+        tuple(rejected),
     )
 
 
-def _alert_row(alert: Any, i: int) -> AlertRow:
+def _alert_row(alert: Any, i: int, suspect: bool = True) -> AlertRow:
     where = f"alerts[{i}]."
     if not isinstance(alert, dict):
         raise PayloadError("invalid_payload", f"alerts[{i}]: not an object")
-    why = find_bad_string(alert, f"alerts[{i}]")
+    why = suspect and find_bad_string(alert, f"alerts[{i}]")
     if why:
         raise PayloadError("invalid_payload", why)
     labels = alert.get("labels")
@@ -187,7 +201,7 @@ def parse_vercel(body: bytes) -> tuple[str, str, DeploymentEvent | None]:
     doc = load_json(body)
     if not isinstance(doc, dict):
         raise PayloadError("invalid_payload", "top level must be an object")
-    why = find_bad_string(doc)
+    why = may_hold_bad_strings(body) and find_bad_string(doc)
     if why:
         raise PayloadError("invalid_payload", why)
     kind = _str(doc, "type", "")
