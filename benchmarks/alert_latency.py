@@ -1,6 +1,6 @@
 """Alert latency: time from a fault to the Slack message, our stack against the common baseline.
 
-Run: .venv/bin/python -m benchmarks.alert_latency [--reps 3] [--flap-seconds 180]
+Run: .venv/bin/python -m benchmarks.alert_latency [--reps 5] [--flap-seconds 180]
 
 Both stacks watch the same stand-in platform in the same run:
 - ours: `python -m compose.stack up` in DEMO mode (two regional uptime exporters, our rules and
@@ -16,6 +16,8 @@ first flaps within normal bounds (latency under the thresholds, brief error blip
 a probe retry); every alert message then counts as a false alert. Then the platform goes hard
 down (port closed) until both stacks have posted, and comes back until both have posted the
 resolved message.
+Both stacks see each fault at the same moment, so every repetition is a paired comparison; the
+figures are medians over the repetitions (at least 5) with their range.
 Last line: alert_latency_seconds ours=<median> baseline=<median> ratio=<ours/baseline>
 """
 
@@ -35,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.compare import MIN_ROUNDS, figure
 from compose.database import drop_database
 from compose.processes import (
     ROOT,
@@ -287,7 +290,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=MIN_ROUNDS)
     ap.add_argument("--flap-seconds", type=float, default=180.0)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -348,6 +351,11 @@ def main() -> int:
     print(
         f"resolved_latency_seconds ours={median(resolve['ours']):.1f} baseline={median(resolve['baseline']):.1f}"
     )
+    for what, values in (("fire", fire), ("resolved", resolve)):
+        for n in ("ours", "baseline"):
+            real = [v for v in values[n] if v is not None]
+            if real:
+                print(f"{what:8} {n:8} seconds {figure(real).show()}")
     print(f"false_alerts ours={false_alerts['ours']} baseline={false_alerts['baseline']}")
     o, b = median(fire["ours"]), median(fire["baseline"])
     print(f"alert_latency_seconds ours={o:.1f} baseline={b:.1f} ratio={o / b:.2f}")

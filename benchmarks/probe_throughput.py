@@ -1,13 +1,15 @@
 """Probes per CPU-second: our uptime exporter against Debian's blackbox_exporter, same 1,000 targets.
 
-Run: .venv/bin/python -m benchmarks.probe_throughput [--targets 1000] [--seconds 20]
+Run: .venv/bin/python -m benchmarks.probe_throughput [--targets 1000] [--seconds 8] [--rounds 5]
 
 Both probers open a fresh connection per probe to the same local static target. Only the
 prober's own CPU time (utime + stime from /proc) is counted, over the same measuring window:
 blackbox_exporter is driven by wrk cycling through the targets on /probe; our exporter schedules
 its own probes. The count of probes is what each reports having done in that window (wrk's
 completed requests for blackbox, the increase of uptime_probes_total for ours).
-Last line: probes_per_cpu_second ours=<n> baseline=<n> ratio=<ours/baseline>
+The two run in turns, one window each per round (a slow moment of the machine hits both), and
+the figures are medians over the rounds with their range.
+Last line: probes_per_cpu_second ours=<n> baseline=<n> ratio=<median per-round ratio>
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks.compare import figure, interleave, ratio
 from benchmarks.procstat import cpu_seconds, rss_bytes
 from compose.processes import free_port
 
@@ -166,7 +169,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--targets", type=int, default=1000)
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     target_port = free_port()
     target = subprocess.Popen(
@@ -175,26 +179,44 @@ def main() -> int:
         stdout=subprocess.PIPE,
         text=True,
     )
+    runs: dict[str, list[tuple[float, float, int]]] = {"ours": [], "baseline": []}
     try:
         assert target.stdout is not None
         target.stdout.readline()
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            bp, bc, brss = run_blackbox(target_port, args.targets, args.seconds, work)
-            op, oc, orss = run_ours(target_port, args.targets, args.seconds, work)
+
+            def ours() -> float:
+                r = run_ours(target_port, args.targets, args.seconds, work)
+                runs["ours"].append(r)
+                return r[0] / r[1] if r[1] else float("nan")
+
+            def baseline() -> float:
+                r = run_blackbox(target_port, args.targets, args.seconds, work)
+                runs["baseline"].append(r)
+                return r[0] / r[1] if r[1] else float("nan")
+
+            rates = interleave(args.rounds, {"ours": ours, "baseline": baseline})
     finally:
         target.terminate()
         target.wait(10)
-    ours = op / oc if oc else float("nan")
-    base = bp / bc if bc else float("nan")
-    print(f"targets={args.targets} window_seconds={args.seconds:g} cpus={os.cpu_count()}")
     print(
-        f"ours:     probes={op:.0f} cpu_seconds={oc:.2f} probes_per_second={op / args.seconds:.0f} rss_mib={orss / 2**20:.1f}"
+        f"targets={args.targets} window_seconds={args.seconds:g} rounds={args.rounds} cpus={os.cpu_count()}"
     )
+    for name, label in (("ours", "ours:    "), ("baseline", "baseline:")):
+        probes = figure([r[0] / args.seconds for r in runs[name]])
+        rss = max(r[2] for r in runs[name])
+        print(
+            f"{label} probes_per_cpu_second {figure(rates[name]).show('{:.0f}')} "
+            f"probes_per_second={probes.median:.0f} rss_mib={rss / 2**20:.1f}"
+            + (" (blackbox_exporter)" if name == "baseline" else "")
+        )
+    r = ratio(rates["ours"], rates["baseline"])
+    print(f"per-round ratio {r.show('{:.2f}')}")
     print(
-        f"baseline: probes={bp:.0f} cpu_seconds={bc:.2f} probes_per_second={bp / args.seconds:.0f} rss_mib={brss / 2**20:.1f} (blackbox_exporter)"
+        f"probes_per_cpu_second ours={figure(rates['ours']).median:.0f} "
+        f"baseline={figure(rates['baseline']).median:.0f} ratio={r.median:.2f}"
     )
-    print(f"probes_per_cpu_second ours={ours:.0f} baseline={base:.0f} ratio={ours / base:.2f}")
     return 0
 
 
