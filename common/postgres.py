@@ -69,8 +69,12 @@ async def connect(cfg: PgConnection, application_name: str) -> psycopg.AsyncConn
     conn = await psycopg.AsyncConnection.connect(
         cfg.conninfo, **connect_kwargs(cfg, application_name)
     )
-    await set_statement_timeout(conn, cfg.statement_timeout)
-    await conn.commit()
+    try:
+        await set_statement_timeout(conn, cfg.statement_timeout)
+        await conn.commit()
+    except BaseException:
+        await conn.close()
+        raise
     return conn
 
 

@@ -27,6 +27,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# Fixtures that reach a real database: a test that uses one is an integration test.
+DB_FIXTURES = frozenset({"pg_dsn", "migrated_dsn"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The folder says the kind: tests/unit never needs a database (or anything but loopback),
+    and a test that uses a database is marked `integration`, so the fast loop
+    (`-m "not integration and not slow"`) runs every unit test and nothing that needs a server."""
+    wrong = []
+    for item in items:
+        integration = item.get_closest_marker("integration") is not None
+        uses_db = bool(DB_FIXTURES & set(getattr(item, "fixturenames", ())))
+        in_unit = Path(str(item.path)).is_relative_to(ROOT / "tests" / "unit")
+        if uses_db and not integration:
+            wrong.append(f"{item.nodeid}: uses a database, so mark it integration")
+        if in_unit and (integration or uses_db):
+            wrong.append(f"{item.nodeid}: tests/unit is for tests that need no server; move it")
+    if wrong:
+        raise pytest.UsageError("test layout:\n  " + "\n  ".join(wrong))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     outcome = yield

@@ -1,97 +1,84 @@
-"""The billing exporter's HTTP side: /metrics serves the last refresh; the refresh (and the
-cost_tracking write) runs in the background on its own schedule."""
+"""The billing exporter on the shared exporter app: the job (sources → ledger → figures →
+cost_tracking) runs in the background; each scrape copies its state into an immutable Snapshot
+that the pure collector (metrics.py) renders."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
-from common.web import healthy, landing_page
+from common import exporter as shared
+from common.refresh import RefreshLoop
 from exporters.billing import metrics
-from exporters.billing.config import DB_PASSWORD, BillingConfig
+from exporters.billing.config import BillingConfig
 from exporters.billing.cost_tracking import CostTrackingWriter
-from exporters.billing.poller import BillingPoller, make_sources
+from exporters.billing.job import BillingJob
+from exporters.billing.snapshot import Snapshot
+from exporters.billing.sources import make_sources
 
 
-class Exporter:
+class BillingExporter:
+    namespace = "billing"
+    title = "billing"
+
     def __init__(
         self,
         cfg: BillingConfig,
-        secrets: dict[str, str],
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
-        self.cost_tracking = (
-            CostTrackingWriter(cfg.cost_tracking, secrets.get(DB_PASSWORD))
+        self.cfg = cfg
+        writer = (
+            CostTrackingWriter(cfg.cost_tracking, clock=clock)
             if cfg.cost_tracking is not None
             else None
         )
-        self.poller = BillingPoller(
+        self.job = BillingJob(
             cfg,
-            make_sources(cfg, secrets, transport=transport, **kwargs),
-            writer=self.write_costs if self.cost_tracking is not None else None,
-            **kwargs,
+            make_sources(cfg, transport=transport, clock=clock),
+            writer=writer,
+            clock=clock,
+            sleep=sleep,
         )
 
-    async def write_costs(self, p: BillingPoller) -> None:
-        if self.cost_tracking is not None and p.snapshot is not None:
-            await self.cost_tracking.write([p.snapshot.previous, p.snapshot.current])
+    async def snapshot(self) -> Snapshot:
+        return self.job.snapshot()
 
-    def render(self) -> bytes:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Snapshot(self))
-        return generate_latest(registry)
+    def collect(self, snapshot: Snapshot) -> Iterable[Metric]:
+        return metrics.collect(snapshot)
 
+    def up(self, snapshot: Snapshot) -> bool:
+        return snapshot.up
 
-class _Snapshot(Collector):
-    def __init__(self, e: Exporter) -> None:
-        self.e = e
+    def up_help(self) -> str:
+        return metrics.UP_HELP
 
-    def collect(self) -> Iterable[Metric]:
-        ct = self.e.cost_tracking
-        yield from metrics.collect(
-            self.e.poller, (ct.last_success, ct.errors) if ct is not None else None
-        )
+    def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]:
+        # The per-source loops run inside the job (which publishes after each refresh); their
+        # state is served as billing_source_*{source} by the collector.
+        return {}
 
+    def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+        return [self.job.run]
 
-EXPORTER = web.AppKey("exporter", Exporter)
+    def ready(self) -> bool:
+        # Ready as soon as it serves: a source being down is a metric (billing_source_up).
+        return True
 
+    def landing(self) -> list[tuple[str, list[str]]]:
+        return [("Sources:", list(self.job.sources))]
 
-async def serve_metrics(request: web.Request) -> web.Response:
-    body = request.app[EXPORTER].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def index(request: web.Request) -> web.Response:
-    return landing_page("billing", [("Sources:", list(request.app[EXPORTER].poller.state))])
+    async def aclose(self) -> None:
+        await self.job.aclose()
 
 
-def make_app(exporter: Exporter) -> web.Application:
-    app = web.Application()
-    app[EXPORTER] = exporter
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(app[EXPORTER].poller.run())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await app[EXPORTER].poller.aclose()
-
-    app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/metrics", serve_metrics)
-    app.router.add_get("/", index)
-    app.router.add_get("/-/healthy", healthy)
-    # Ready as soon as it serves: a source being down is a metric (billing_source_up).
-    app.router.add_get("/-/ready", healthy)
-    return app
+def make_app(exporter: BillingExporter) -> web.Application:
+    return shared.make_app(exporter)

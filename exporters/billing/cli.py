@@ -23,18 +23,17 @@ import httpx
 from common.cli import exporter_main, load_for_cli
 from common.logging import configure
 from exporters.billing import figures, report
-from exporters.billing.app import Exporter, make_app
+from exporters.billing.app import BillingExporter, make_app
 from exporters.billing.config import BillingConfig, read_secrets
 from exporters.billing.ledger import Ledger
-from exporters.billing.poller import make_sources
-from exporters.billing.sources import SourceError
+from exporters.billing.sources import FETCH_ERRORS, failure, make_sources
 
 log = logging.getLogger("exporters.billing")
 DEFAULT_PORT = 9705
 ACTIVE_USERS_QUERY = 'sum(supabase_active_users{window="30d"})'
 
 
-def summary(cfg: BillingConfig, _: dict[str, str]) -> str:
+def summary(cfg: BillingConfig, _: None) -> str:
     names = ", ".join(s.name for s in cfg.sources())
     ct = "; writes cost_tracking" if cfg.cost_tracking else ""
     return f"sources: {names}; budget {cfg.monthly_budget_usd} USD/month{ct}"
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         model=BillingConfig,
         prepare=read_secrets,
         summary=summary,
-        make_app=lambda cfg, secrets: make_app(Exporter(cfg, secrets)),
+        make_app=lambda cfg, _: make_app(BillingExporter(cfg)),
         log=log,
     )
 
@@ -77,7 +76,7 @@ def report_main(argv: list[str]) -> int:
     loaded = load_for_cli(args.config, BillingConfig, read_secrets)
     if loaded is None:
         return 2
-    cfg, secrets = loaded
+    cfg, _ = loaded
     today = datetime.now(UTC).date()
     start = args.month or figures.month_start(today)
     if start > today:
@@ -93,8 +92,8 @@ def report_main(argv: list[str]) -> int:
             )
             active = None
     try:
-        rep = asyncio.run(make_report(cfg, secrets, start, today, active))
-    except SourceError as exc:
+        rep = asyncio.run(make_report(cfg, start, today, active))
+    except SourceFailed as exc:
         print(f"a source failed, no report: {exc}", file=sys.stderr)
         return 1
     if args.format == "json":
@@ -104,9 +103,12 @@ def report_main(argv: list[str]) -> int:
     return 0
 
 
+class SourceFailed(Exception):
+    """`<source>: <reason>: <detail>` (never a secret or a response body)."""
+
+
 async def make_report(
     cfg: BillingConfig,
-    secrets: dict[str, str],
     start: date,
     today: date,
     active_users: int | None,
@@ -116,18 +118,24 @@ async def make_report(
     first = min(figures.previous_month(start), today - timedelta(days=figures.BASELINE_DAYS + 1))
     end = min(figures.next_month(start), today + timedelta(days=1))
     ledger = Ledger()
-    for src in make_sources(cfg, secrets, transport=transport):
-        try:
-            d = await src.fetch(first, end)
-        finally:
+    sources = make_sources(cfg, transport=transport)
+    try:
+        for src in sources:
+            try:
+                d = await src.fetch(first, end)
+            except FETCH_ERRORS as exc:
+                reason, detail = failure(exc)
+                raise SourceFailed(f"{src.name}: {reason}: {detail}") from None
+            ledger.apply(src.name, d.covered, d.batch.days)
+            if d.batch.rejected:
+                print(
+                    f"{src.name}: skipped {sum(d.batch.rejected.values())} bad rows "
+                    f"{dict(d.batch.rejected)}; first: {'; '.join(d.batch.first_errors)}",
+                    file=sys.stderr,
+                )
+    finally:
+        for src in sources:
             await src.aclose()
-        ledger.apply(src.name, d.covered, d.batch.days)
-        if d.batch.rejected:
-            print(
-                f"{src.name}: skipped {sum(d.batch.rejected.values())} bad rows "
-                f"{dict(d.batch.rejected)}; first: {'; '.join(d.batch.first_errors)}",
-                file=sys.stderr,
-            )
     month = figures.month(ledger, start, today)
     previous = figures.month(ledger, figures.previous_month(start), today)
     return report.build(cfg, month, previous, active_users)

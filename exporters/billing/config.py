@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from common.config import Strict, read_secret_file
 from common.durations import Duration
-from common.postgres import Conninfo
+from common.postgres import PgConnection
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _URL = re.compile(r"^https?://[^/\s@]+")
@@ -122,11 +122,11 @@ class Recommendations(Strict):
     min_saving_usd: Money = Decimal(10)
 
 
-class CostTracking(Strict):
-    """Where the scheduled job writes the spec's cost_tracking table (the recorder's database)."""
+class CostTracking(PgConnection):
+    """Where the scheduled job writes the spec's cost_tracking table (the recorder's database):
+    a conninfo without the password, `password_file` read at each connection (a rotated password
+    needs no restart) and `statement_timeout` (10s); each write is one short connection."""
 
-    conninfo: Conninfo
-    password_file: Path | None = None
     # usage_tier per provider (e.g. vercel: pro); optional.
     tiers: dict[str, str] = Field(default_factory=dict)
 
@@ -176,15 +176,13 @@ class BillingConfig(Strict):
         return [s for s in (self.vercel, self.openai) if s is not None] + list(self.folders)
 
 
-DB_PASSWORD = ":cost_tracking"  # noqa: S105 - a key name (never a source name), not a secret
-
-
-def read_secrets(cfg: BillingConfig) -> dict[str, str]:
-    """Source name → token (and DB_PASSWORD → the database password), read before a port is bound."""
-    out = {}
+def read_secrets(cfg: BillingConfig) -> None:
+    """Read every secret file once before a port is bound, so a missing or unreadable one is a
+    start-up error (exit 2). Nothing is kept: the API clients re-read a token file when it
+    changes and cost_tracking reads its password file at each connection (rotation without a
+    restart)."""
     for api in (cfg.vercel, cfg.openai):
         if api is not None:
-            out[api.name] = read_secret_file(api.token_file)
+            read_secret_file(api.token_file)
     if cfg.cost_tracking is not None and cfg.cost_tracking.password_file is not None:
-        out[DB_PASSWORD] = read_secret_file(cfg.cost_tracking.password_file)
-    return out
+        read_secret_file(cfg.cost_tracking.password_file)

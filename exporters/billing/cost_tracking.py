@@ -1,5 +1,7 @@
-"""The scheduled job's write: each refresh puts the current and previous months into the spec's
-cost_tracking table through the schema package (which owns the tables and their migrations).
+"""A step of the refresh job: each refresh puts the current and previous months into the spec's
+cost_tracking table through the schema package (which owns the tables and their migrations),
+over one short connection from `common.postgres` (password file read per connection,
+statement_timeout).
 
 One row per provider, service category and UTC month. `cost_usd` is the billed cost of every
 charge category together (what the invoice says); `cost_notes` keeps the categories apart so a
@@ -9,22 +11,29 @@ unit (a category mixes units: invocations, GB, seats); the notes say so when the
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import psycopg
 
+from common.config import describe_os_error
+from common.postgres import connect
 from exporters.billing.config import CostTracking
 from exporters.billing.figures import ZERO, Month, next_month
 from exporters.billing.focus import CHARGE_CATEGORIES, Totals
+from exporters.billing.snapshot import CostTrackingView
 from schema.rows import CostRow
 from schema.writes import write_costs
 
 log = logging.getLogger("exporters.billing.cost_tracking")
 CENT = Decimal("0.01")
+APPLICATION_NAME = "wsinfra-billing-exporter"
 
 
 def cost_rows(m: Month, tiers: dict[str, str]) -> list[CostRow]:
@@ -78,21 +87,19 @@ def _group(m: Month) -> dict[tuple[str, str], list[tuple[Any, Totals]]]:
 
 
 class CostTrackingWriter:
-    def __init__(self, cfg: CostTracking, password: str | None) -> None:
+    def __init__(self, cfg: CostTracking, *, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
-        self.password = password
+        self.clock = clock
         self.last_success: float | None = None
-        self.errors: dict[str, int] = {}
+        self.errors: collections.Counter[str] = collections.Counter()
 
     async def write(self, months: list[Month]) -> bool:
+        """Make cost_tracking hold exactly these months' rows; a failure is counted, not raised."""
         rows = [r for m in months for r in cost_rows(m, self.cfg.tiers)]
         providers = sorted({p for m in months for p in m.providers()})
         periods = [(m.start, next_month(m.start)) for m in months]
-        kwargs: dict[str, Any] = {"connect_timeout": 5, "options": "-c statement_timeout=10000"}
-        if self.password is not None:
-            kwargs["password"] = self.password
         try:
-            async with await psycopg.AsyncConnection.connect(self.cfg.conninfo, **kwargs) as conn:
+            async with await connect(self.cfg, APPLICATION_NAME) as conn:
                 await write_costs(conn, periods, providers, rows)
         except psycopg.errors.UndefinedTable:
             self._fail("schema", "cost_tracking does not exist: run `python -m recorder migrate`")
@@ -100,9 +107,15 @@ class CostTrackingWriter:
         except psycopg.Error as exc:
             self._fail("unavailable", type(exc).__name__)
             return False
-        self.last_success = time.time()
+        except OSError as exc:  # the password file (read at each connection)
+            self._fail("unavailable", f"password file: {describe_os_error(exc)}")
+            return False
+        self.last_success = self.clock()
         return True
 
+    def view(self) -> CostTrackingView:
+        return CostTrackingView(self.last_success, MappingProxyType(dict(self.errors)))
+
     def _fail(self, reason: str, detail: str) -> None:
-        self.errors[reason] = self.errors.get(reason, 0) + 1
+        self.errors[reason] += 1
         log.warning("cost_tracking write failed", extra={"reason": reason, "detail": detail})

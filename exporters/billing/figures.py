@@ -154,3 +154,27 @@ def top_services(m: Month, n: int) -> dict[tuple[str, str], Decimal]:
         key = (provider, service) if i < n else (provider, "other")
         out[key] = out.get(key, ZERO) + cost
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What /metrics says about the money: computed from the ledger once per refresh into new
+    objects that nothing changes afterwards, so a scrape may read them at any time."""
+
+    today: date
+    current: Month
+    previous: Month
+    spikes: dict[str, Spike]
+    services: dict[tuple[str, str], Decimal]
+
+
+def compute(ledger: Ledger, today: date, top_n: int) -> Figures:
+    start = month_start(today)
+    current = month(ledger, start, today)
+    return Figures(
+        today=today,
+        current=current,
+        previous=month(ledger, previous_month(start), today),
+        spikes=last_day_vs_baseline(ledger, today),
+        services=top_services(current, top_n),
+    )

@@ -1,24 +1,30 @@
-"""billing_* metric families from the poller's last snapshot (costs in US dollars)."""
+"""The collector: billing_* metric families from one immutable Snapshot (costs in US dollars).
+
+Pure: it reads nothing but the snapshot. `billing_build_info`, `billing_up` and
+`billing_scrape_duration_seconds` come from the shared exporter app (common.exporter).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from common.build_info import build_info
 from exporters.billing.figures import days_in_month
 from exporters.billing.focus import REJECT_REASONS
-from exporters.billing.poller import BillingPoller
+from exporters.billing.snapshot import COST_TRACKING_REASONS, Snapshot
 from exporters.billing.sources import ERROR_REASONS
 
 CACHED = "Refreshed in the background (hourly by default); /metrics serves the last refresh."
+UP_HELP = "1 if every source's last refresh succeeded. " + CACHED
 
-# Every sample name the exporter can produce (tests check this against a live refresh).
+# Every sample name the exporter can produce (tests check this against a live refresh and the
+# golden file tests/golden/billing.prom).
 SAMPLE_NAMES = frozenset(
     {
         "billing_build_info",
         "billing_up",
+        "billing_scrape_duration_seconds",
         "billing_source_up",
         "billing_source_last_success_timestamp_seconds",
         "billing_source_refresh_duration_seconds",
@@ -44,18 +50,7 @@ SAMPLE_NAMES = frozenset(
 )
 
 
-def collect(
-    p: BillingPoller, cost_tracking: tuple[float | None, dict[str, int]] | None
-) -> Iterable[Metric]:
-    ver, rev = build_info()
-    info = InfoMetricFamily("billing_build", "Version of the wsinfra billing exporter.")
-    info.add_metric([], {"version": ver, "revision": rev})
-    yield info
-    yield GaugeMetricFamily(
-        "billing_up",
-        "1 if every source's last refresh succeeded. " + CACHED,
-        value=1.0 if p.up() else 0.0,
-    )
+def collect(snap: Snapshot) -> Iterator[Metric]:
     up = GaugeMetricFamily(
         "billing_source_up", "1 if the source's last refresh succeeded.", labels=["source"]
     )
@@ -96,8 +91,9 @@ def collect(
         "a bad row still in the source counts again at every refresh.",
         labels=["source", "reason"],
     )
-    for name, st in sorted(p.state.items()):
-        up.add_metric([name], 1.0 if st.last_attempt_ok else 0.0)
+    for st in snap.sources:
+        name = st.name
+        up.add_metric([name], 1.0 if st.up else 0.0)
         if st.last_success is not None:
             last.add_metric([name], st.last_success)
         if st.refresh_seconds is not None:
@@ -115,26 +111,26 @@ def collect(
     yield GaugeMetricFamily(
         "billing_monthly_budget_usd",
         "The configured monthly budget, US dollars.",
-        value=float(p.cfg.monthly_budget_usd),
+        value=float(snap.monthly_budget_usd),
     )
-    if cost_tracking is not None:
-        ok_at, errors = cost_tracking
-        if ok_at is not None:
+    ct = snap.cost_tracking
+    if ct is not None:
+        if ct.last_success is not None:
             yield GaugeMetricFamily(
                 "billing_cost_tracking_last_success_timestamp_seconds",
                 "When cost_tracking was last written.",
-                value=ok_at,
+                value=ct.last_success,
             )
-        ct = CounterMetricFamily(
+        errors = CounterMetricFamily(
             "billing_cost_tracking_errors",
             "Failed writes to cost_tracking, by reason.",
             labels=["reason"],
         )
-        for reason in ("unavailable", "schema"):
-            ct.add_metric([reason], errors.get(reason, 0))
-        yield ct
-    snap = p.snapshot
-    if snap is None:
+        for reason in COST_TRACKING_REASONS:
+            errors.add_metric([reason], ct.errors.get(reason, 0))
+        yield errors
+    f = snap.figures
+    if f is None:
         return
     labels = ["provider", "service_category", "charge_category"]
     billed = GaugeMetricFamily(
@@ -149,7 +145,7 @@ def collect(
         labels=labels,
     )
     for (prov, svc_cat, charge), t in sorted(
-        snap.current.by("provider", "service_category", "charge_category").items()
+        f.current.by("provider", "service_category", "charge_category").items()
     ):
         billed.add_metric([prov, svc_cat, charge], float(t.billed))
         effective.add_metric([prov, svc_cat, charge], float(t.effective))
@@ -159,7 +155,7 @@ def collect(
         + CACHED,
         labels=["provider", "service"],
     )
-    for (prov, service), cost in sorted(snap.services.items()):
+    for (prov, service), cost in sorted(f.services.items()):
         services.add_metric([prov, service], float(cost))
     proj = GaugeMetricFamily(
         "billing_month_end_projected_cost_usd",
@@ -173,16 +169,16 @@ def collect(
         "Mean daily usage cost over the last 7 complete UTC days. " + CACHED,
         labels=["provider"],
     )
-    for prov, v in sorted(snap.current.projection.items()):
-        proj.add_metric([prov, snap.current.method[prov]], float(v))
-        rate.add_metric([prov], float(snap.current.run_rate[prov]))
+    for prov, v in sorted(f.current.projection.items()):
+        proj.add_metric([prov, f.current.method[prov]], float(v))
+        rate.add_metric([prov], float(f.current.run_rate[prov]))
     prev = GaugeMetricFamily(
         "billing_previous_month_cost_usd",
         "Last UTC month's billed cost (as restated so far), US dollars. " + CACHED,
         labels=["provider"],
     )
-    for prov in snap.previous.providers():
-        prev.add_metric([prov], float(snap.previous.billed(prov)))
+    for prov in f.previous.providers():
+        prev.add_metric([prov], float(f.previous.billed(prov)))
     day = GaugeMetricFamily(
         "billing_last_day_usage_cost_usd",
         "Yesterday's (UTC) usage cost, US dollars. " + CACHED,
@@ -193,10 +189,10 @@ def collect(
         "Mean daily usage cost over the 14 days before yesterday, US dollars. " + CACHED,
         labels=["provider"],
     )
-    for prov, s in sorted(snap.spikes.items()):
+    for prov, s in sorted(f.spikes.items()):
         day.add_metric([prov], float(s.cost))
         base.add_metric([prov], float(s.baseline))
-    elapsed = (snap.today - snap.current.start).days / days_in_month(snap.current.start)
+    elapsed = (f.today - f.current.start).days / days_in_month(f.current.start)
     yield from (billed, effective, services, proj, rate, prev, day, base)
     yield GaugeMetricFamily(
         "billing_month_elapsed_ratio",

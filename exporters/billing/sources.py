@@ -1,7 +1,11 @@
-"""Where charges come from: Vercel's FOCUS charges, OpenAI's organization costs, FOCUS files.
+"""Where charges come from (the vendor adapters): Vercel's FOCUS charges, OpenAI's organization
+costs, FOCUS files in a folder.
 
-A fetch either returns the whole delivery or raises: a stream cut mid-way, a page that fails,
-a 429 — the ledger keeps its previous copy of those days and nothing half-read is used.
+The two APIs go through `common.upstream.Upstream` (bearer token from its file, one closed set
+of error reasons, rate-limit windows, request counts). A fetch either returns the whole
+delivery or raises — `UpstreamError` (an API), `OSError` (a folder, reason `io`) or
+`ValueError` (`malformed`) — so a stream cut mid-way, a page that fails or a 429 leaves the
+ledger's previous copy of those days in place and nothing half-read is used.
 """
 
 from __future__ import annotations
@@ -9,42 +13,67 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from exporters.billing.config import FocusFolder, OpenAICosts, VercelCharges
+from common.config import describe_os_error
+from common.upstream import (
+    REASONS,
+    ResetParser,
+    SecretFileAuth,
+    Upstream,
+    UpstreamError,
+    reset_delta_seconds,
+    reset_epoch_seconds,
+)
+from exporters.billing.config import BillingConfig, FocusFolder, OpenAICosts, VercelCharges
 from exporters.billing.focus import Batch, DayBook, Normalizer, RowError, read_csv, read_jsonl
 
 log = logging.getLogger("exporters.billing.sources")
 
-ERROR_REASONS = (
-    "auth",
-    "rate_limited",
-    "server",
-    "timeout",
-    "connect",
-    "malformed",
-    "client",
-    "io",
-)
+# Why a source's refresh failed (the `reason` label): the shared client's reasons, and `io`
+# for a folder that cannot be read.
+ERROR_REASONS = (*REASONS, "io")
 # Rows processed between yields to the event loop, so /metrics answers during a big fetch.
 CHUNK = 5000
+USER_AGENT = "wsinfra-billing-exporter"
+# After a 429 that says nothing, leave the API alone this long; never longer than an hour.
+DEFAULT_BLOCK = 60.0
+MAX_BLOCK = 3600.0
 
 
-class SourceError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+def vercel_reset(value: str, now: float) -> float | None:
+    """Vercel's X-RateLimit-Reset is epoch seconds; a reset already past (clock skew) still
+    waits a second."""
+    at = reset_epoch_seconds(value, now)
+    return None if at is None else max(at, now + 1.0)
+
+
+# OpenAI sends Retry-After with a 429 (and `x-ratelimit-reset-*` durations such as "6m0s",
+# not an X-RateLimit-Reset); should it send X-RateLimit-Reset, it would be a duration too.
+openai_reset: ResetParser = reset_delta_seconds
+
+
+# What a fetch raises when the source (not our code) failed; common.refresh counts the same.
+FETCH_ERRORS = (UpstreamError, OSError, ValueError)
+
+
+def failure(exc: Exception) -> tuple[str, str]:
+    """A failed fetch's (reason, detail), as the refresh loop counts it."""
+    if isinstance(exc, UpstreamError):
+        return exc.reason, exc.detail
+    if isinstance(exc, OSError):
+        return "io", describe_os_error(exc)
+    return "malformed", str(exc)
 
 
 @dataclass(slots=True)
@@ -54,99 +83,30 @@ class Delivery:
 
     batch: Batch
     covered: list[date] | None
-    requests: int = 0
 
 
 def utc_day(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
-class _Http:
-    """Shared HTTP behaviour: bearer auth, error reasons, and backing off after a 429."""
-
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        timeout: float,
-        *,
-        transport: httpx.AsyncBaseTransport | None,
-        clock: Callable[[], float],
-    ) -> None:
-        self.clock = clock
-        self.blocked_until = 0.0
-        self.client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}", "User-Agent": "wsinfra-billing-exporter"},
-            timeout=timeout,
-            transport=transport,
-        )
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-    def check_blocked(self) -> None:
-        if self.blocked_until > self.clock():
-            raise SourceError("rate_limited", "waiting for the rate-limit window")
-
-    def fail(self, resp: httpx.Response) -> SourceError:
-        code = resp.status_code
-        if code == 429:
-            self.blocked_until = self.clock() + _retry_after(resp, self.clock())
-            return SourceError(
-                "rate_limited", f"HTTP 429, retrying in {self.blocked_until - self.clock():.0f}s"
-            )
-        reason = "auth" if code in (401, 403) else "server" if code >= 500 else "client"
-        return SourceError(reason, f"HTTP {code}{_error_code(resp)}")
+def _days(first: date, end: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((end - first).days)]
 
 
-def _error_code(resp: httpx.Response) -> str:
-    """The vendor's error code (never its message, which may echo request details)."""
-    try:
-        doc = resp.json()
-    except ValueError:
-        return ""
-    err = doc.get("error") if isinstance(doc, dict) else None
-    code = err.get("code") or err.get("type") if isinstance(err, dict) else None
-    return f" ({str(code)[:40]})" if code else ""
-
-
-def _retry_after(resp: httpx.Response, now: float) -> float:
-    """Seconds to wait: Retry-After (seconds or a date), else Vercel's X-RateLimit-Reset (epoch
-    seconds), else a minute; never more than an hour."""
-    ra = resp.headers.get("Retry-After")
-    wait: float | None = None
-    if ra:
-        try:
-            wait = float(ra)
-        except ValueError:
-            try:
-                wait = parsedate_to_datetime(ra).timestamp() - now
-            except (TypeError, ValueError):
-                wait = None
-    if wait is None:
-        reset = resp.headers.get("X-RateLimit-Reset")
-        try:
-            wait = float(reset) - now if reset else None
-        except ValueError:
-            wait = None
-    return min(max(wait if wait is not None else 60.0, 1.0), 3600.0)
-
-
-def _transport_error(exc: Exception) -> SourceError:
-    if isinstance(exc, httpx.TimeoutException):
-        return SourceError("timeout", "no answer in time")
-    return SourceError("connect", type(exc).__name__)
+def _cut(endpoint: str, exc: httpx.HTTPError) -> UpstreamError:
+    """What the shared client leaves to us: an httpx error while we read the body (a gzip
+    stream that does not decode) is a delivery cut short, as a dropped connection is."""
+    return UpstreamError("connect", f"{endpoint}: {type(exc).__name__}")
 
 
 class _ApiSource:
-    """What both vendor APIs share: a name, the currency rows must be in, an HTTP client."""
+    """What both vendor APIs share: a name, the currency rows must be in, the shared client."""
 
     def __init__(
         self,
         cfg: VercelCharges | OpenAICosts,
-        token: str,
         *,
+        reset: ResetParser,
         currency: str,
         environment_tag: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -155,25 +115,37 @@ class _ApiSource:
         self.name = cfg.name
         self.currency = currency
         self.environment_tag = environment_tag
-        self.http = _Http(cfg.base_url, token, cfg.timeout, transport=transport, clock=clock)
+        self.http = Upstream(
+            cfg.base_url,
+            auth=SecretFileAuth(bearer=cfg.token_file),
+            timeout=cfg.timeout,
+            user_agent=USER_AGENT,
+            reset=reset,
+            default_block=DEFAULT_BLOCK,
+            max_block=MAX_BLOCK,
+            transport=transport,
+            clock=clock,
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    def window(self, first: date, end: date) -> tuple[datetime, datetime]:
-        self.http.check_blocked()
-        return utc_day(first), utc_day(end)
+    def requests(self) -> int:
+        """HTTP requests sent to the API so far (failed ones included)."""
+        return sum(self.http.stats.requests.values())
 
 
 class VercelChargesSource(_ApiSource):
     """GET /v1/billing/charges?from&to: FOCUS 1.3 JSONL, streamed (gzip when offered)."""
 
-    def __init__(self, cfg: VercelCharges, token: str, **kwargs: Any) -> None:
-        super().__init__(cfg, token, **kwargs)
+    endpoint = "charges"
+
+    def __init__(self, cfg: VercelCharges, **kwargs: Any) -> None:
+        super().__init__(cfg, reset=vercel_reset, **kwargs)
         self.team_id = cfg.team_id
 
     async def fetch(self, first: date, end: date) -> Delivery:
-        window = self.window(first, end)
+        window = utc_day(first), utc_day(end)
         params = {
             "from": window[0].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "to": window[1].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
@@ -182,12 +154,12 @@ class VercelChargesSource(_ApiSource):
             params["teamId"] = self.team_id
         norm = Normalizer(self.currency, window=window, environment_tag=self.environment_tag)
         try:
-            async with self.http.client.stream(
-                "GET", "/v1/billing/charges", params=params, headers={"Accept-Encoding": "gzip"}
+            async with self.http.stream(
+                self.endpoint,
+                "/v1/billing/charges",
+                params=params,
+                headers={"Accept-Encoding": "gzip"},
             ) as resp:
-                if resp.status_code != 200:
-                    await resp.aread()
-                    raise self.http.fail(resp)
                 lines: list[str] = []
                 n = 0
                 async for line in resp.aiter_lines():
@@ -199,58 +171,61 @@ class VercelChargesSource(_ApiSource):
                         await asyncio.sleep(0)
                 read_jsonl(lines, norm, f"charges line {n + 1}+")
         except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        return Delivery(
-            norm.batch, [first + timedelta(days=i) for i in range((end - first).days)], 1
-        )
+            raise _cut(self.endpoint, exc) from None
+        return Delivery(norm.batch, _days(first, end))
 
 
 class OpenAICostsSource(_ApiSource):
     """GET /v1/organization/costs: daily buckets grouped by line item, followed page by page."""
 
+    endpoint = "costs"
     max_pages = 50
+    page_size = 180  # the API's largest `limit`
+
+    def __init__(self, cfg: OpenAICosts, **kwargs: Any) -> None:
+        super().__init__(cfg, reset=openai_reset, **kwargs)
 
     async def fetch(self, first: date, end: date) -> Delivery:
-        window = self.window(first, end)
+        window = utc_day(first), utc_day(end)
         norm = Normalizer(self.currency, window=window, provider="OpenAI")
         params: dict[str, Any] = {
             "start_time": int(window[0].timestamp()),
             "end_time": int(window[1].timestamp()),
             "bucket_width": "1d",
             "group_by": "line_item",
-            "limit": 180,
+            "limit": self.page_size,
         }
-        requests = 0
-        for _ in range(self.max_pages):
-            try:
-                resp = await self.http.client.get("/v1/organization/costs", params=params)
-            except httpx.HTTPError as exc:
-                raise _transport_error(exc) from None
-            requests += 1
-            if resp.status_code != 200:
-                raise self.http.fail(resp)
-            try:
-                import json
-
-                doc = json.loads(resp.content, parse_float=Decimal)
-            except ValueError:
-                raise SourceError("malformed", "costs page is not JSON") from None
-            if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-                raise SourceError("malformed", "costs page has no data list")
+        for page in range(1, self.max_pages + 1):
+            doc = await self._page(params)
             for i, bucket in enumerate(doc["data"]):
-                _bucket_rows(bucket, norm, f"costs page {requests} bucket {i}")
+                _bucket_rows(bucket, norm, f"costs page {page} bucket {i}")
             await asyncio.sleep(0)
             if not doc.get("has_more"):
                 break
             nxt = doc.get("next_page")
             if not isinstance(nxt, str) or not nxt:
-                raise SourceError("malformed", "has_more without next_page")
+                raise UpstreamError("malformed", "costs: has_more without next_page")
             params["page"] = nxt
         else:
-            raise SourceError("malformed", f"more than {self.max_pages} pages")
-        return Delivery(
-            norm.batch, [first + timedelta(days=i) for i in range((end - first).days)], requests
-        )
+            raise UpstreamError("malformed", f"costs: more than {self.max_pages} pages")
+        return Delivery(norm.batch, _days(first, end))
+
+    async def _page(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Read as bytes and decoded here: money must be parsed as Decimal, never float.
+        try:
+            async with self.http.stream(
+                self.endpoint, "/v1/organization/costs", params=params
+            ) as resp:
+                body = await resp.aread()
+        except httpx.HTTPError as exc:
+            raise _cut(self.endpoint, exc) from None
+        try:
+            doc = json.loads(body, parse_float=Decimal)
+        except ValueError:
+            raise UpstreamError("malformed", "costs: page is not JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+            raise UpstreamError("malformed", "costs: page has no data list")
+        return doc
 
 
 def _bucket_rows(bucket: object, norm: Normalizer, where: str) -> None:
@@ -315,6 +290,9 @@ class FolderSource:
     async def aclose(self) -> None:
         return None
 
+    def requests(self) -> int:
+        return 0
+
     async def fetch(self, first: date, end: date) -> Delivery:
         # The whole folder is the delivery: files are read in a thread (they can be large).
         return await asyncio.to_thread(self.scan)
@@ -322,7 +300,7 @@ class FolderSource:
     def scan(self) -> Delivery:
         root = self.cfg.path
         if not root.is_dir():
-            raise SourceError("io", f"{root} is not a directory")
+            raise NotADirectoryError(f"{root} is not a directory")
         files = sorted(p for p in root.rglob("*") if p.is_file() and _kind(p.name) is not None)
         deliveries: dict[Path, list[Path]] = {}
         for p in files:
@@ -361,7 +339,7 @@ class FolderSource:
                 book[day] = kept
             out.merge_tallies(b)
         out.days = book
-        return Delivery(out, None, 0)
+        return Delivery(out, None)
 
     def _read(self, path: Path) -> Batch:
         norm = Normalizer(self.currency, environment_tag=self.environment_tag)
@@ -394,3 +372,30 @@ def _kind(name: str) -> str | None:
 
 
 Source = VercelChargesSource | OpenAICostsSource | FolderSource
+
+
+def make_sources(
+    cfg: BillingConfig,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+) -> list[Source]:
+    """The configured sources, in config order (Vercel, OpenAI, then the folders)."""
+    tag = cfg.recommendations.environment_tag
+    out: list[Source] = []
+    if cfg.vercel is not None:
+        out.append(
+            VercelChargesSource(
+                cfg.vercel,
+                currency=cfg.currency,
+                environment_tag=tag,
+                transport=transport,
+                clock=clock,
+            )
+        )
+    if cfg.openai is not None:
+        out.append(
+            OpenAICostsSource(cfg.openai, currency=cfg.currency, transport=transport, clock=clock)
+        )
+    out.extend(FolderSource(f, cfg.currency, tag) for f in cfg.folders)
+    return out

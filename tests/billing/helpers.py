@@ -3,7 +3,8 @@ invoices, and the exporter on a simulated clock (2026-11-26 12:00 UTC unless tol
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from exporters.billing.app import Exporter
-from exporters.billing.config import BillingConfig, read_secrets
+from common import exporter as shared
+from exporters.billing.app import BillingExporter
+from exporters.billing.config import BillingConfig
+from exporters.billing.job import BillingJob
 from fakes.billing_api import (
     BillingApiState,
     BillingData,
@@ -20,7 +23,7 @@ from fakes.billing_api import (
     make_vercel_app,
     write_supabase_invoices,
 )
-from tests.vercel.helpers import SimClock, samples
+from fakes.vercel_setup import SimClock
 
 VERCEL_TOKEN = "vercel_SECRET_billing_token_123"
 OPENAI_KEY = "sk-admin-SECRET-openai-key-456"
@@ -30,16 +33,21 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 class Rig:
     def __init__(
-        self, state: BillingApiState, exporter: Exporter, clock: SimClock, folder: Path
+        self, state: BillingApiState, exporter: BillingExporter, clock: SimClock, folder: Path
     ) -> None:
         self.state, self.exporter, self.clock, self.folder = state, exporter, clock, folder
 
     @property
-    def poller(self) -> Any:
-        return self.exporter.poller
+    def job(self) -> BillingJob:
+        return self.exporter.job
+
+    def source(self, name: str) -> Any:
+        return self.job.sources[name]
 
     def text(self) -> str:
-        return self.exporter.render().decode()
+        """What /metrics would serve now (the shared app's render of a fresh snapshot)."""
+        e = self.exporter
+        return shared.render(e, e.job.snapshot(), [], time.perf_counter()).decode()
 
     def value(self, metric: str, **labels: str) -> float | None:
         return samples(self.text()).get((metric, frozenset(labels.items())))
@@ -80,6 +88,7 @@ async def rig(
     now: datetime = NOW,
     data: BillingData | None = None,
     invoices: bool = True,
+    sleep: Callable[[float], Awaitable[Any]] | None = None,
     **extra: Any,
 ) -> AsyncIterator[Rig]:
     from common.config import load_config
@@ -99,10 +108,20 @@ async def rig(
     if invoices:
         write_supabase_invoices(tmp / "invoices", data.start, now.date())
     cfg = load_config(path, BillingConfig)
-    exporter = Exporter(cfg, read_secrets(cfg), clock=clock)
+    exporter = BillingExporter(cfg, clock=clock, sleep=sleep or clock.sleep)
     try:
         yield Rig(state, exporter, clock, tmp / "invoices")
     finally:
-        await exporter.poller.aclose()
+        await exporter.aclose()
         await vercel.close()
         await openai.close()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out

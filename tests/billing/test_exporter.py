@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
@@ -13,17 +15,19 @@ import psycopg
 import pytest
 import yaml
 
+from exporters.billing import metrics
+from exporters.billing.app import make_app
 from exporters.billing.metrics import SAMPLE_NAMES
-from tests.billing.helpers import OPENAI_KEY, VERCEL_TOKEN, rig
+from tests.billing.helpers import OPENAI_KEY, VERCEL_TOKEN, rig, samples
 from tests.conftest import ROOT
-from tests.vercel.helpers import samples
 
 
+@pytest.mark.integration
 async def test_output_passes_promtool_and_names_are_exactly_the_documented_ones(
     tmp_path: Path, promtool: str, pg_dsn: str
 ) -> None:
     async with rig(tmp_path, cost_tracking={"conninfo": pg_dsn}) as r:
-        await r.poller.refresh()  # cost_tracking fails (not migrated): its error metric shows
+        await r.job.refresh()  # cost_tracking fails (not migrated): its error metric shows
         text = r.text()
     res = subprocess.run(
         [promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False
@@ -46,6 +50,92 @@ async def test_before_the_first_refresh_it_serves_only_health(tmp_path: Path) ->
         assert "billing_month_to_date_billed_cost_usd" not in text
 
 
+async def test_the_app_serves_the_background_jobs_first_round(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    parked = asyncio.Event()
+
+    async def park(_: float) -> None:  # after the first round, every source waits for ever
+        parked.set()
+        await asyncio.Event().wait()
+
+    async with (
+        rig(tmp_path, sleep=park) as r,
+        TestClient(TestServer(make_app(r.exporter))) as client,
+    ):
+        await asyncio.wait_for(parked.wait(), 30)
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain; version=")
+        text = await resp.text()
+        assert (await client.get("/-/ready")).status == 200
+        assert (await client.get("/-/healthy")).status == 200
+        page = await (await client.get("/")).text()
+    got = samples(text)
+    assert got[("billing_up", frozenset())] == 1
+    assert {n for n, _ in got} <= SAMPLE_NAMES
+    assert "billing_scrape_duration_seconds" in {n for n, _ in got}
+    for source in ("vercel", "openai", "supabase"):
+        assert got[("billing_source_up", frozenset({("source", source)}))] == 1
+        assert source in page
+    assert got[("billing_source_requests_total", frozenset({("source", "vercel")}))] == 1
+    assert sum(v for (n, _), v in got.items() if n == "billing_month_to_date_billed_cost_usd") > 0
+
+
+async def test_a_failing_source_is_retried_alone_at_1_2_4_minutes(tmp_path: Path) -> None:
+    slept: list[float] = []
+    enough = asyncio.Event()
+
+    async with rig(tmp_path) as r:
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            if seconds >= r.job.cfg.refresh_interval:  # a regular refresh: wait no further
+                if len(slept) >= 9:
+                    enough.set()
+                await asyncio.Event().wait()
+            r.clock.t += seconds
+
+        r.job.sleep = sleep
+        r.state.vercel_token = "rotated"  # Vercel refuses us from now on; the others are fine
+        task = asyncio.create_task(r.job.run())
+        await asyncio.wait_for(enough.wait(), 30)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # First round: Vercel 1 min, the others an hour; then Vercel alone doubles up to the hour.
+        assert slept[:3] == [60, 3600, 3600]
+        assert slept[3:] == [120, 240, 480, 960, 1920, 3600]
+        assert r.value("billing_source_errors_total", source="vercel", reason="auth") == 7
+        assert len([p for p, _ in r.state.requests if p == "/v1/organization/costs"]) == 1
+        assert r.value("billing_source_up", source="openai") == 1
+        assert r.value("billing_up") == 0
+        assert r.job.figures is not None  # published after the first round
+
+
+async def test_a_snapshot_does_not_change_when_the_job_moves_on(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    def render(snap: object) -> bytes:
+        class One:
+            def collect(self) -> object:
+                return metrics.collect(snap)  # type: ignore[arg-type]
+
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(One())  # type: ignore[arg-type]
+        return generate_latest(reg)
+
+    async with rig(tmp_path) as r:
+        assert await r.job.refresh()
+        snap = r.job.snapshot()
+        before = render(snap)
+        r.clock.t += 86400
+        r.state.vercel_token = "rotated"
+        assert not await r.job.refresh()
+        assert render(snap) == before
+        assert render(r.job.snapshot()) != before
+
+
 async def test_no_secret_in_metrics_or_logs_even_on_auth_failure(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -53,7 +143,7 @@ async def test_no_secret_in_metrics_or_logs_even_on_auth_failure(
     async with rig(tmp_path) as r:
         r.state.vercel_token = "rotated"  # our token is now refused
         r.state.openai_key = "rotated"
-        assert not await r.poller.refresh()
+        assert not await r.job.refresh()
         assert r.value("billing_source_errors_total", source="vercel", reason="auth") == 1
         assert r.value("billing_source_errors_total", source="openai", reason="auth") == 1
         text = r.text()
@@ -61,12 +151,14 @@ async def test_no_secret_in_metrics_or_logs_even_on_auth_failure(
         assert secret not in text
         assert secret not in caplog.text
     details = [str(getattr(rec, "detail", "")) for rec in caplog.records]
-    assert "HTTP 403 (forbidden)" in details  # the vendor's code, never its message
+    assert "charges: HTTP 403 (forbidden)" in details  # the vendor's code, never its message
+    assert "costs: HTTP 401 (invalid_api_key)" in details
     for rec in caplog.records:
         for secret in (VERCEL_TOKEN, OPENAI_KEY):
             assert secret not in str(rec.__dict__)
 
 
+@pytest.mark.integration
 async def test_cost_tracking_is_upserted_and_restated_categories_disappear(
     tmp_path: Path, migrated_dsn: str
 ) -> None:
@@ -87,9 +179,9 @@ async def test_cost_tracking_is_upserted_and_restated_categories_disappear(
     async with rig(
         tmp_path, cost_tracking={"conninfo": migrated_dsn, "tiers": {"vercel": "pro"}}
     ) as r:
-        assert await r.poller.refresh()
+        assert await r.job.refresh()
         first = rows()
-        snap = r.poller.snapshot
+        snap = r.job.figures
         for month in (snap.current, snap.previous):
             got = sum((c for (_, _, s), (c, _, _) in first.items() if s == month.start), Decimal(0))
             assert got == month.billed()  # every cent of the month is in the table
@@ -98,7 +190,7 @@ async def test_cost_tracking_is_upserted_and_restated_categories_disappear(
         assert proj == cost  # a closed month's projection is its cost
         assert first[("vercel", "networking", date(2026, 11, 1))][1] is not None
         # The same refresh again: the same rows (upserted, not duplicated).
-        assert await r.poller.refresh()
+        assert await r.job.refresh()
         assert rows() == first
         # Supabase's October invoice restated without its credit: that row goes away.
         (r.folder / "supabase-2026-10.csv").write_text(
@@ -109,7 +201,7 @@ async def test_cost_tracking_is_upserted_and_restated_categories_disappear(
             )
             + "\n"
         )
-        assert await r.poller.refresh()
+        assert await r.job.refresh()
         after = rows()
         assert after[("supabase", "compute", date(2026, 10, 1))][0] == cost + 10
         assert r.value("billing_cost_tracking_errors_total", reason="unavailable") == 0
@@ -128,7 +220,26 @@ async def test_cost_tracking_database_down_is_a_metric_not_a_crash(tmp_path: Pat
 
     dead = f"host=127.0.0.1 port={free_port()} user=postgres dbname=x"
     async with rig(tmp_path, cost_tracking={"conninfo": dead}) as r:
-        assert await r.poller.refresh()  # the sources are fine
+        assert await r.job.refresh()  # the sources are fine
+        assert r.value("billing_cost_tracking_errors_total", reason="unavailable") == 1
+        assert r.value("billing_up") == 1
+
+
+@pytest.mark.integration
+async def test_cost_tracking_reads_its_password_file_at_each_write(
+    tmp_path: Path, migrated_dsn: str
+) -> None:
+    pw = tmp_path / "db_password"
+    pw.write_text("not-needed-with-trust-auth\n")
+    ct = {"conninfo": migrated_dsn, "password_file": str(pw), "statement_timeout": "5s"}
+    async with rig(tmp_path, invoices=False, cost_tracking=ct) as r:
+        assert await r.job.refresh()
+        assert r.value("billing_cost_tracking_errors_total", reason="unavailable") == 0
+        pw.unlink()  # rotated away: the next write fails (counted), the exporter carries on
+        assert await r.job.refresh()
+        assert r.value("billing_cost_tracking_errors_total", reason="unavailable") == 1
+        pw.write_text("rotated\n")
+        assert await r.job.refresh()
         assert r.value("billing_cost_tracking_errors_total", reason="unavailable") == 1
         assert r.value("billing_up") == 1
 

@@ -156,12 +156,8 @@ def test_growth_phase_by_active_users(users: int, phase: str, nxt: str | None) -
 async def test_report_reconciles_to_the_cent_with_the_input_rows(tmp_path: Path) -> None:
     """The report's figures equal the fakes' rows summed here, independently, for October."""
     async with rig(tmp_path) as r:
-        cfg = r.poller.cfg
-        secrets = {
-            "vercel": "vercel_SECRET_billing_token_123",
-            "openai": "sk-admin-SECRET-openai-key-456",
-        }
-        rep = await make_report(cfg, secrets, date(2026, 10, 1), date(2026, 11, 26), 400)
+        cfg = r.job.cfg
+        rep = await make_report(cfg, date(2026, 10, 1), date(2026, 11, 26), 400)
         doc = rep.to_json()
     data = r.state.data
     days = [date(2026, 10, 1) + timedelta(days=i) for i in range(31)]
@@ -222,11 +218,7 @@ async def test_report_text_names_every_figure(tmp_path: Path) -> None:
     async with rig(
         tmp_path, recommendations={"max_preview_share": "0.1", "min_saving_usd": "1"}
     ) as r:
-        secrets = {
-            "vercel": "vercel_SECRET_billing_token_123",
-            "openai": "sk-admin-SECRET-openai-key-456",
-        }
-        rep = await make_report(r.poller.cfg, secrets, date(2026, 11, 1), date(2026, 11, 26), 250)
+        rep = await make_report(r.job.cfg, date(2026, 11, 1), date(2026, 11, 26), 250)
     text = rep.to_text()
     for needle in (
         "2026-11 (month to date as of 2026-11-26",
