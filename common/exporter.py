@@ -37,7 +37,9 @@ class Exporter(Protocol[S]):
 
     async def snapshot(self) -> S: ...
     def collect(self, snapshot: S) -> Iterable[Metric]: ...
-    def up(self, snapshot: S) -> bool: ...
+    # True/False, or per label values (e.g. one per database) with `up_labels()` naming them.
+    def up(self, snapshot: S) -> bool | Mapping[tuple[str, ...], bool]: ...
+    def up_labels(self) -> tuple[str, ...]: ...
     def up_help(self) -> str: ...
     def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]: ...
     def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]: ...
@@ -59,11 +61,21 @@ class _Scrape:
         return self.families
 
 
-def self_metrics(namespace: str, up: bool, up_help: str) -> list[Metric]:
+def self_metrics(
+    namespace: str,
+    up: bool | Mapping[tuple[str, ...], bool],
+    up_help: str,
+    up_labels: tuple[str, ...] = (),
+) -> list[Metric]:
     ver, rev = build_info()
     info = InfoMetricFamily(f"{namespace}_build", f"Version of the wsinfra {namespace} exporter.")
     info.add_metric([], {"version": ver, "revision": rev})
-    return [info, GaugeMetricFamily(f"{namespace}_up", up_help, value=1.0 if up else 0.0)]
+    if isinstance(up, bool):
+        return [info, GaugeMetricFamily(f"{namespace}_up", up_help, value=1.0 if up else 0.0)]
+    family = GaugeMetricFamily(f"{namespace}_up", up_help, labels=list(up_labels))
+    for values, ok in up.items():
+        family.add_metric(list(values), 1.0 if ok else 0.0)
+    return [info, family]
 
 
 def render(
@@ -71,7 +83,9 @@ def render(
 ) -> bytes:
     """The exposition text of one scrape (pure but for the clock: safe off the event loop)."""
     families = [
-        *self_metrics(exporter.namespace, exporter.up(snapshot), exporter.up_help()),
+        *self_metrics(
+            exporter.namespace, exporter.up(snapshot), exporter.up_help(), exporter.up_labels()
+        ),
         *exporter.collect(snapshot),
         *loop_families,
     ]

@@ -34,6 +34,7 @@ class RefreshLoop(Generic[S]):
         first_backoff: float = 60.0,
         max_backoff: float = 900.0,
         reasons: tuple[str, ...] = REASONS,
+        errors_metric: bool = True,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
@@ -44,6 +45,8 @@ class RefreshLoop(Generic[S]):
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
         self.reasons = reasons
+        # False where the client's own error counter already counts the same failures.
+        self.errors_metric = errors_metric
         self.clock = clock
         self.sleep = sleep
         self._snapshot: S | None = None
@@ -125,6 +128,8 @@ class RefreshLoop(Generic[S]):
                 f"How long the last refresh of {what} took.",
                 value=self.last_duration,
             )
+        if not self.errors_metric:
+            return
         errors = CounterMetricFamily(
             f"{prefix}_refresh_errors", f"Failed refreshes of {what}, by reason.", labels=["reason"]
         )

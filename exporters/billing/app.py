@@ -58,6 +58,9 @@ class BillingExporter:
     def up(self, snapshot: Snapshot) -> bool:
         return snapshot.up
 
+    def up_labels(self) -> tuple[str, ...]:
+        return ()
+
     def up_help(self) -> str:
         return metrics.UP_HELP
 

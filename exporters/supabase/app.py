@@ -1,48 +1,97 @@
-"""The Supabase exporter's HTTP side: /metrics runs the SQL collectors of every configured
-database (concurrently, each within its scrape budget), a landing page and health."""
+"""The Supabase exporter on the shared exporter app (common.exporter).
+
+On each scrape `snapshot()` runs the SQL queries of every configured database (concurrently,
+each within its scrape budget) and takes the Management API's current view; both are
+immutable, and `collect()` renders them without touching either source. The Management API's
+refresh loop runs in the background (`loops()`); `/probe` and `/sd` re-expose Supabase's own
+per-project metrics endpoint.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import InfoMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.core import Metric
 
-from common.build_info import build_info
-from common.web import healthy, landing_page
-from exporters.supabase.config import MANAGEMENT_TOKEN, SupabaseConfig
-from exporters.supabase.management import ManagementPoller
+from common import exporter as shared
+from common.refresh import RefreshLoop
+from exporters.supabase import management, scrape
+from exporters.supabase.config import SupabaseConfig
+from exporters.supabase.management import ManagementSource, ManagementView
 from exporters.supabase.project_metrics import ProjectMetricsProxy
-from exporters.supabase.scrape import DatabaseScraper, Outcome, meta
+from exporters.supabase.scrape import DatabaseScraper, DatabaseSnapshot
 
 
-class Exporter:
-    def __init__(
-        self,
-        cfg: SupabaseConfig,
-        secrets: dict[str, str],
-        *,
-        management: ManagementPoller | None = None,
-    ) -> None:
+@dataclass(frozen=True, slots=True)
+class SupabaseSnapshot:
+    databases: tuple[DatabaseSnapshot, ...] = ()
+    management: ManagementView | None = None
+
+
+def collect(snapshot: SupabaseSnapshot) -> list[Metric]:
+    """The pure collector: every database's families, then the Management API's."""
+    out = scrape.render(snapshot.databases)
+    if snapshot.management is not None:
+        out += management.collect(snapshot.management)
+    return out
+
+
+class SupabaseExporter:
+    namespace = "supabase"
+    title = "Supabase"
+
+    def __init__(self, cfg: SupabaseConfig, *, management: ManagementSource | None = None) -> None:
         self.cfg = cfg
-        self.scrapers = {db.name: DatabaseScraper(db, secrets.get(db.name)) for db in cfg.databases}
+        self.scrapers = tuple(DatabaseScraper(db) for db in cfg.databases)
         if management is None and cfg.management is not None:
-            management = ManagementPoller(cfg.management, secrets[MANAGEMENT_TOKEN])
+            management = ManagementSource(cfg.management)
         self.management = management
         self.project_metrics = (
-            ProjectMetricsProxy(cfg.project_metrics, management) if cfg.project_metrics else None
+            ProjectMetricsProxy(cfg.project_metrics, management.known if management else None)
+            if cfg.project_metrics
+            else None
         )
 
-    async def scrape(self) -> dict[str, Outcome]:
-        results = await asyncio.gather(*(s.scrape() for s in self.scrapers.values()))
-        return dict(zip(self.scrapers, results, strict=True))
+    async def snapshot(self) -> SupabaseSnapshot:
+        databases = await asyncio.gather(*(s.scrape() for s in self.scrapers))
+        view = self.management.view() if self.management is not None else None
+        return SupabaseSnapshot(tuple(databases), view)
 
-    async def close(self) -> None:
-        for s in self.scrapers.values():
+    def collect(self, snapshot: SupabaseSnapshot) -> Iterable[Metric]:
+        return collect(snapshot)
+
+    def up(self, snapshot: SupabaseSnapshot) -> Mapping[tuple[str, ...], bool]:
+        # One per database: SupabaseDatabaseDown and the dashboards' project variable read it.
+        return {(d.db.name,): d.up for d in snapshot.databases}
+
+    def up_labels(self) -> tuple[str, ...]:
+        return ("project",)
+
+    def up_help(self) -> str:
+        return scrape.UP_HELP
+
+    def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]:
+        if self.management is None:
+            return {}
+        return {management.PREFIX: (self.management.loop, management.WHAT)}
+
+    def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+        return ()
+
+    def ready(self) -> bool:
+        # Ready as soon as it serves: a database being down is a metric (supabase_up), not a
+        # restart.
+        return True
+
+    def landing(self) -> list[tuple[str, list[str]]]:
+        return [("Databases:", [s.db.name for s in self.scrapers])]
+
+    async def aclose(self) -> None:
+        for s in self.scrapers:
             await s.close()
         if self.management is not None:
             await self.management.aclose()
@@ -50,73 +99,8 @@ class Exporter:
             await self.project_metrics.aclose()
 
 
-class _Snapshot(Collector):
-    def __init__(self, outcomes: dict[str, Outcome], management: ManagementPoller | None) -> None:
-        self.outcomes = outcomes
-        self.management = management
-
-    def collect(self) -> Iterable[Metric]:
-        ver, rev = build_info()
-        info = InfoMetricFamily("supabase_build", "Version of the wsinfra Supabase exporter.")
-        info.add_metric([], {"version": ver, "revision": rev})
-        yield info
-        # One family per name across databases: the text format forbids repeating a family.
-        families: dict[str, Metric] = {}
-        for project, out in self.outcomes.items():
-            for fam in [*meta(project, out), *out.metrics]:
-                have = families.get(fam.name)
-                if have is None:
-                    families[fam.name] = fam
-                else:
-                    have.samples += fam.samples
-        yield from families.values()
-        if self.management is not None:
-            yield from self.management.collect()
-
-
-def render(outcomes: dict[str, Outcome], management: ManagementPoller | None = None) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(outcomes, management))
-    return generate_latest(registry)
-
-
-EXPORTER = web.AppKey("exporter", Exporter)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    e = request.app[EXPORTER]
-    outcomes = await e.scrape()
-    # A few hundred lines at most: rendered on the loop (a thread hop would cost more).
-    body = render(outcomes, e.management)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def index(request: web.Request) -> web.Response:
-    return landing_page("Supabase", [("Databases:", list(request.app[EXPORTER].scrapers))])
-
-
-def make_app(exporter: Exporter) -> web.Application:
-    app = web.Application()
-    app[EXPORTER] = exporter
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        poller = app[EXPORTER].management
-        task = asyncio.create_task(poller.run()) if poller else None
-        yield
-        if task:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await app[EXPORTER].close()
-
-    app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/metrics", metrics)
+def make_app(exporter: SupabaseExporter) -> web.Application:
     proxy = exporter.project_metrics
-    if proxy is not None:
-        app.router.add_get("/probe", proxy.probe)
-        app.router.add_get("/sd", proxy.sd)
-    app.router.add_get("/", index)
-    app.router.add_get("/-/healthy", healthy)
-    # Ready as soon as it serves: a database being down is a metric (supabase_up), not a restart.
-    app.router.add_get("/-/ready", healthy)
-    return app
+    routes = [web.get("/probe", proxy.probe), web.get("/sd", proxy.sd)] if proxy is not None else []
+    # A few hundred lines at most: rendered on the loop (a thread hop would cost more).
+    return shared.make_app(exporter, routes=routes)

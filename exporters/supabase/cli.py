@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 from common.cli import exporter_main
-from exporters.supabase.app import Exporter, make_app
-from exporters.supabase.config import SupabaseConfig, read_secrets
+from exporters.supabase.app import SupabaseExporter, make_app
+from exporters.supabase.config import SupabaseConfig, check_secrets
 
 log = logging.getLogger("exporters.supabase")
 DEFAULT_PORT = 9704
 
 
-def summary(cfg: SupabaseConfig, _: dict[str, str]) -> str:
+def summary(cfg: SupabaseConfig, _: None) -> str:
     names = ", ".join(d.name for d in cfg.databases) or "-"
     api = f"; Management API at {cfg.management.base_url}" if cfg.management else ""
     return f"{len(cfg.databases)} databases: {names}{api}"
@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         default_port=DEFAULT_PORT,
         model=SupabaseConfig,
-        prepare=read_secrets,
+        prepare=check_secrets,
         summary=summary,
-        make_app=lambda cfg, secrets: make_app(Exporter(cfg, secrets)),
+        make_app=lambda cfg, _: make_app(SupabaseExporter(cfg)),
         log=log,
     )

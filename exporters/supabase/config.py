@@ -1,4 +1,5 @@
-"""The Supabase exporter's config: the databases its SQL collectors read, strictly checked."""
+"""The Supabase exporter's config: the databases its SQL collectors read, the Management API
+and Supabase's metrics endpoint, strictly checked."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from common.config import Strict, read_secret_file
 from common.durations import Duration
-from common.postgres import Conninfo
+from common.postgres import Conninfo, PgConnection
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
@@ -30,6 +31,7 @@ class Database(Strict):
     # libpq conninfo without a password ("host=… port=… dbname=… user=…"); a read-only role
     # with pg_monitor is enough (and pg_read_all_stats for other users' statements).
     conninfo: Conninfo
+    # Read at every new connection (common.postgres), so a rotated password needs no restart.
     password_file: Path | None = None
     # Every collector query runs under this timeout; the whole scrape under `scrape_budget`.
     statement_timeout: Duration = 2.0
@@ -72,6 +74,20 @@ class Database(Strict):
             raise ValueError("statement_timeout must be shorter than scrape_budget")
         return self
 
+    def connection(self) -> PgConnection:
+        """These keys as the shared Postgres settings (common.postgres): no idle connection is
+        kept open between scrapes, at most `max_connections`, and a scrape waits for one at
+        most its whole budget. The keys stay this model's own, so existing configs load."""
+        # Every field is validated here already (Duration accepts only strings, not floats).
+        return PgConnection.model_construct(
+            conninfo=self.conninfo,
+            password_file=self.password_file,
+            statement_timeout=self.statement_timeout,
+            pool_min=0,
+            pool_max=self.max_connections,
+            acquire_timeout=self.scrape_budget,
+        )
+
 
 # The SQL collectors (exporters/supabase/sql.py implements one per name, in this order).
 COLLECTOR_NAMES = (
@@ -105,7 +121,8 @@ class Management(Strict):
     """Supabase's Management API: backups, PITR and service health, polled in the background."""
 
     base_url: str = "https://api.supabase.com"
-    # A personal access token (sbp_…) or OAuth token; read at start-up, never logged.
+    # A personal access token (sbp_…) or OAuth token; read at start-up and again whenever the
+    # file changes (a rotated token needs no restart), never logged.
     token_file: Path
     # Backups change daily and health by the minute; the API allows 120 requests a minute per
     # endpoint and project, so every minute costs little.
@@ -189,16 +206,12 @@ class SupabaseConfig(Strict):
         return self
 
 
-MANAGEMENT_TOKEN = "management_token"  # noqa: S105 - a key name, not a secret
-
-
-def read_secrets(cfg: SupabaseConfig) -> dict[str, str]:
-    """Database name → password (and the Management API token), read now so a missing file
-    fails before a port is bound."""
-    out = {}
+def check_secrets(cfg: SupabaseConfig) -> None:
+    """Read every secret file the config names once now, so a missing or unreadable file fails
+    before a port is bound. They are read again where they are used: a database password at
+    each new connection, the Management API token whenever its file changes."""
     for db in cfg.databases:
         if db.password_file is not None:
-            out[db.name] = read_secret_file(db.password_file)
+            read_secret_file(db.password_file)
     if cfg.management is not None:
-        out[MANAGEMENT_TOKEN] = read_secret_file(cfg.management.token_file)
-    return out
+        read_secret_file(cfg.management.token_file)

@@ -1,35 +1,50 @@
 """Supabase Management API, polled in the background: projects, backups and PITR, service health.
 
+Split as client → immutable snapshot → collector:
+- `ManagementSource` is the vendor adapter. Its `common.upstream.Upstream` makes the requests
+  (bearer token from the token file, re-read when it changes; one closed set of error reasons;
+  request, error and rate-limit figures), its `common.refresh.RefreshLoop` runs `refresh()` every
+  `refresh_interval`, and each refresh builds a new `ManagementSnapshot` (frozen, tuples only)
+  from the previous one and what the API says now.
+- `ManagementView` is what one scrape serves: the projects still fresh, and the client's figures.
+- `collect(view)` is the pure render of a view into metric families.
+
 Rate limits are per endpoint and project (120 a minute). Unlike Vercel, Supabase's
-X-RateLimit-Reset is the seconds *remaining* in the window: when Remaining reaches 0, or on a
-429, that endpoint is left alone until then. A refresh that fails keeps the last good snapshot;
-after `stale_after` without success the snapshot is dropped and supabase_management_up is 0.
+X-RateLimit-Reset is the seconds *remaining* in the window (`reset_delta_seconds`): when
+Remaining reaches 0, or on a 429, that endpoint is left alone until then. A refresh that fails
+keeps the last good data: each project's last good state stays served until it is older than
+`stale_after`, then it is dropped; supabase_management_up is 0 once no refresh has succeeded
+entirely for `stale_after`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
+from common.refresh import RefreshLoop
+from common.upstream import SecretFileAuth, Upstream, UpstreamError, reset_delta_seconds
 from exporters.supabase.config import Management
 
 log = logging.getLogger("exporters.supabase.management")
+T = TypeVar("T")
+
+# The metric prefix of the client's and the refresh loop's figures, and what they are about.
+PREFIX = "supabase_management"
+WHAT = "the Supabase Management API"
+USER_AGENT = "wsinfra-supabase-exporter"
 
 ACTIVE = frozenset({"ACTIVE_HEALTHY", "ACTIVE_UNHEALTHY"})
 BACKUP_STATES = ("COMPLETED", "FAILED", "PENDING", "REMOVED", "ARCHIVED", "CANCELLED")
 HEALTH = ("ACTIVE_HEALTHY", "COMING_UP", "UNHEALTHY")
-# Query parameters as httpx takes them; a list, since `services` repeats.
-Params = list[tuple[str, str | int | float | bool | None]]
-REASONS = ("auth", "rate_limited", "server", "timeout", "connect", "malformed", "client")
 
 
 # Every sample name the Management API side can produce (checked against a live refresh).
@@ -55,27 +70,57 @@ SAMPLE_NAMES = frozenset(
 )
 
 
-class ApiError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+# --- the snapshot --------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Backups:
+    """A project's backups as GET /v1/projects/{ref}/database/backups says."""
+
+    counts: tuple[tuple[str, int], ...] = ()  # (status, backups), every known status
+    last_completed: float | None = None
+    last_failed: float | None = None
+    pitr: bool | None = None
+    walg: bool | None = None
+    pitr_window: float | None = None  # latest minus earliest physical backup
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectSnapshot:
     ref: str
     name: str = ""
     region: str = ""
     status: str = ""
-    backups: dict[str, int] = field(default_factory=dict)
-    last_completed: float | None = None
-    last_failed: float | None = None
-    pitr: bool | None = None
-    walg: bool | None = None
-    pitr_window: float | None = None
-    services: dict[str, str] = field(default_factory=dict)
+    pitr_required: bool = False  # config
+    backups: Backups = Backups()
+    services: tuple[tuple[str, str], ...] = ()  # (service, status), as configured
     refreshed_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementSnapshot:
+    """What the refreshes know: each watched project's last good state, by ref."""
+
+    projects: tuple[ProjectSnapshot, ...] = ()
+
+    def refs(self) -> list[str]:
+        return [p.ref for p in self.projects]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementView:
+    """What one scrape serves: the projects refreshed within `stale_after`, and the client's
+    request, error and rate-limit families (rendered by common.upstream on the event loop)."""
+
+    projects: tuple[ProjectSnapshot, ...]
+    api: tuple[Metric, ...] = ()
+
+
+# --- parsing (pure) ------------------------------------------------------------------------
+
+
+def _malformed(detail: str) -> UpstreamError:
+    return UpstreamError("malformed", detail)
 
 
 def _ts(value: object) -> float | None:
@@ -87,18 +132,18 @@ def _ts(value: object) -> float | None:
         return None
 
 
-def parse_backups(doc: object, snap: ProjectSnapshot) -> None:
+def parse_backups(doc: object) -> Backups:
     if not isinstance(doc, dict):
-        raise ApiError("malformed", "backups: not an object")
+        raise _malformed("backups: not an object")
     items = doc.get("backups") or []  # null on the free plan
     if not isinstance(items, list):
-        raise ApiError("malformed", "backups.backups: not a list")
+        raise _malformed("backups.backups: not a list")
     counts = dict.fromkeys(BACKUP_STATES, 0)
     completed: list[float] = []
     failed: list[float] = []
     for b in items:
         if not isinstance(b, dict) or not isinstance(b.get("status"), str):
-            raise ApiError("malformed", "backups.backups[]: no status")
+            raise _malformed("backups.backups[]: no status")
         status = b["status"] if b["status"] in counts else "OTHER"
         counts[status] = counts.get(status, 0) + 1
         at = _ts(b.get("inserted_at"))
@@ -113,297 +158,260 @@ def parse_backups(doc: object, snap: ProjectSnapshot) -> None:
         physical.get("earliest_physical_backup_date_unix"),
         physical.get("latest_physical_backup_date_unix"),
     )
-    snap.backups = counts
-    snap.last_completed = max(completed) if completed else None
-    snap.last_failed = max(failed) if failed else None
-    snap.pitr = doc.get("pitr_enabled") if isinstance(doc.get("pitr_enabled"), bool) else None
-    snap.walg = doc.get("walg_enabled") if isinstance(doc.get("walg_enabled"), bool) else None
-    snap.pitr_window = (
-        float(latest - earliest)
-        if isinstance(earliest, int) and isinstance(latest, int) and latest >= earliest
-        else None
+    pitr, walg = doc.get("pitr_enabled"), doc.get("walg_enabled")
+    return Backups(
+        counts=tuple(sorted(counts.items())),
+        last_completed=max(completed) if completed else None,
+        last_failed=max(failed) if failed else None,
+        pitr=pitr if isinstance(pitr, bool) else None,
+        walg=walg if isinstance(walg, bool) else None,
+        pitr_window=(
+            float(latest - earliest)
+            if isinstance(earliest, int) and isinstance(latest, int) and latest >= earliest
+            else None
+        ),
     )
 
 
-def parse_health(doc: object, wanted: Iterable[str]) -> dict[str, str]:
+def parse_health(doc: object, wanted: Iterable[str]) -> tuple[tuple[str, str], ...]:
     if not isinstance(doc, list):
-        raise ApiError("malformed", "health: not a list")
+        raise _malformed("health: not a list")
     out = {}
     for item in doc:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise ApiError("malformed", "health[]: no name")
+            raise _malformed("health[]: no name")
         status = item.get("status")
         out[item["name"]] = status if status in HEALTH else "UNKNOWN"
-    return {s: out.get(s, "UNKNOWN") for s in wanted}
+    return tuple(sorted({s: out.get(s, "UNKNOWN") for s in wanted}.items()))
 
 
-class ManagementPoller:
+def parse_projects(doc: object) -> dict[str, dict[str, Any]]:
+    """GET /v1/projects: ref → the project's object (entries without a ref are skipped)."""
+    if not isinstance(doc, list):
+        raise _malformed("projects: not a list")
+    return {p["ref"]: p for p in doc if isinstance(p, dict) and isinstance(p.get("ref"), str)}
+
+
+# --- the client and its refresh loop -------------------------------------------------------
+
+
+class ManagementSource:
     def __init__(
         self,
         cfg: Management,
-        token: str,
         *,
+        auth: httpx.Auth | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.sleep = sleep
-        self.client = httpx.AsyncClient(
-            base_url=cfg.base_url,
-            headers={"Authorization": f"Bearer {token}", "User-Agent": "wsinfra-supabase-exporter"},
+        self.upstream = Upstream(
+            cfg.base_url,
+            auth=auth if auth is not None else SecretFileAuth(bearer=cfg.token_file),
             timeout=cfg.timeout,
+            user_agent=USER_AGENT,
+            reset=reset_delta_seconds,
             transport=transport,
+            clock=clock,
+            sleep=sleep,
         )
         self.required = {p.ref: p.pitr_required for p in cfg.projects}
-        self.projects: dict[str, ProjectSnapshot] = {}
-        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
-        self.errors: collections.Counter[str] = collections.Counter()
-        self.remaining: dict[str, int] = {}
-        self.blocked_until: dict[str, float] = {}
-        self.last_success: float | None = None
-        self.refresh_seconds: float | None = None
+        # The newest snapshot, also after a refresh that failed in part: the projects it did
+        # refresh are served as soon as they are known.
+        self.latest = ManagementSnapshot()
+        # Its own `_refresh_errors_total` is left out: supabase_management_errors_total (the
+        # client's failed requests by the same reasons, which SupabaseManagementApiStale reads)
+        # already counts what fails a refresh.
+        self.loop = RefreshLoop(
+            "supabase management",
+            self.refresh,
+            interval=cfg.refresh_interval,
+            stale_after=cfg.stale_after,
+            errors_metric=False,
+            clock=clock,
+            sleep=sleep,
+        )
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.upstream.aclose()
 
-    async def get(self, endpoint: str, path: str, params: Params | None = None) -> Any:
+    def known(self) -> list[str]:
+        """Every project ref the refreshes know (for /sd), fresh or not."""
+        return self.latest.refs()
+
+    def view(self) -> ManagementView:
+        """The projects refreshed within `stale_after`, and the client's figures now (call on
+        the event loop that refreshes)."""
         now = self.clock()
-        if self.blocked_until.get(endpoint, 0) > now:
-            self.errors["rate_limited"] += 1
-            raise ApiError("rate_limited", f"{endpoint}: waiting for the rate-limit window")
-        try:
-            resp = await self.client.get(path, params=params)
-        except httpx.TimeoutException:
-            self._count(endpoint, "error", "timeout")
-            raise ApiError("timeout", endpoint) from None
-        except httpx.TransportError as exc:
-            self._count(endpoint, "error", "connect")
-            raise ApiError("connect", f"{endpoint}: {type(exc).__name__}") from None
-        remaining = _int(resp.headers.get("X-RateLimit-Remaining"))
-        reset = _int(resp.headers.get("X-RateLimit-Reset"))  # seconds remaining in the window
-        if remaining is not None:
-            self.remaining[endpoint] = remaining
-        if resp.status_code == 429 or remaining == 0:
-            self.blocked_until[endpoint] = self.clock() + min(
-                float(reset if reset is not None else 60), 600.0
-            )
-        code = resp.status_code
-        reason = (
-            None
-            if code == 200
-            else "rate_limited"
-            if code == 429
-            else "auth"
-            if code in (401, 403)
-            else "server"
-            if code >= 500
-            else "client"
+        fresh = tuple(
+            p for p in self.latest.projects if now - p.refreshed_at <= self.cfg.stale_after
         )
-        if reason is None:
-            try:
-                doc = resp.json()
-            except ValueError:
-                reason = "malformed"
-            else:
-                self._count(endpoint, str(code), None)
-                return doc
-        self._count(endpoint, str(code), reason)
-        raise ApiError(reason, f"{endpoint}: HTTP {code}")
+        return ManagementView(fresh, tuple(self.upstream.metrics(PREFIX, WHAT)))
 
-    def _count(self, endpoint: str, code: str, reason: str | None) -> None:
-        self.requests[(endpoint, code)] += 1
-        if reason:
-            self.errors[reason] += 1
+    async def refresh(self) -> ManagementSnapshot:
+        """One refresh: discovery, then backups and health per project. Each project that
+        answers replaces its previous state; one that fails keeps it. Raises UpstreamError
+        (for the loop: back-off, no last-success) when any request failed."""
+        try:
+            return await self._refresh()
+        except UpstreamError:
+            raise
+        except Exception as exc:  # a bug here must not stop the loop (nor the SQL scrapes)
+            log.exception("management refresh crashed")
+            raise UpstreamError("other", f"refresh crashed: {type(exc).__name__}") from None
 
-    async def refresh(self) -> bool:
-        start = time.perf_counter()
-        ok = True
-        refs = {p.ref: p.ref for p in self.cfg.projects}
+    async def _refresh(self) -> ManagementSnapshot:
+        cfg = self.cfg
+        failed: list[tuple[str, UpstreamError]] = []
+        refs = dict.fromkeys(self.required)
         listed: dict[str, dict[str, Any]] = {}
-        if self.cfg.discover:
+        if cfg.discover:
             try:
-                doc = await self.get("projects", "/v1/projects")
-                if not isinstance(doc, list):
-                    raise ApiError("malformed", "projects: not a list")
-                for p in doc:
-                    if isinstance(p, dict) and isinstance(p.get("ref"), str):
-                        listed[p["ref"]] = p
-                        if p.get("status") in ACTIVE:
-                            refs.setdefault(p["ref"], p["ref"])
-            except ApiError as exc:
-                ok = False
-                log.warning(
-                    "project discovery failed", extra={"reason": exc.reason, "detail": exc.detail}
-                )
+                listed = await self._fetch("projects", "/v1/projects", parse_projects)
+            except UpstreamError as exc:
+                failed.append(("projects", exc))
+            for ref, p in listed.items():
+                if p.get("status") in ACTIVE:
+                    refs.setdefault(ref)
+        projects = {p.ref: p for p in self.latest.projects}
         for ref in refs:
             meta = listed.get(ref, {})
             if meta and meta.get("status") not in ACTIVE:
                 continue  # paused or removed: nothing to ask, nothing to alert on
-            snap = ProjectSnapshot(
+            try:
+                backups = await self._fetch(
+                    "backups", f"/v1/projects/{ref}/database/backups", parse_backups
+                )
+                services = await self._fetch(
+                    "health",
+                    f"/v1/projects/{ref}/health",
+                    lambda doc: parse_health(doc, cfg.services),
+                    [("services", s) for s in cfg.services],
+                )
+            except UpstreamError as exc:
+                failed.append((ref, exc))
+                continue
+            projects[ref] = ProjectSnapshot(
                 ref=ref,
                 name=str(meta.get("name", ""))[:100],
                 region=str(meta.get("region", ""))[:40],
                 status=str(meta.get("status", "")),
+                pitr_required=self.required.get(ref, False),
+                backups=backups,
+                services=services,
+                refreshed_at=self.clock(),
             )
-            try:
-                parse_backups(
-                    await self.get("backups", f"/v1/projects/{ref}/database/backups"), snap
-                )
-                health = await self.get(
-                    "health",
-                    f"/v1/projects/{ref}/health",
-                    [("services", s) for s in self.cfg.services],
-                )
-                snap.services = parse_health(health, self.cfg.services)
-            except ApiError as exc:
-                ok = False
-                log.warning(
-                    "project refresh failed",
-                    extra={"project": ref, "reason": exc.reason, "detail": exc.detail},
-                )
-                continue
-            snap.refreshed_at = self.clock()
-            self.projects[ref] = snap
         # Projects gone from the account (or paused) stop being reported.
-        if self.cfg.discover and listed:
-            for ref in list(self.projects):
+        if cfg.discover and listed:
+            for ref in list(projects):
                 if ref not in refs or listed.get(ref, {}).get("status") not in (*ACTIVE, None):
-                    del self.projects[ref]
-        if ok:
-            self.last_success = self.clock()
-        self.refresh_seconds = time.perf_counter() - start
-        return ok
+                    del projects[ref]
+        self.latest = ManagementSnapshot(tuple(projects[r] for r in sorted(projects)))
+        if failed:
+            raise _summary(failed)
+        return self.latest
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:  # a bug here must not stop the SQL collectors' scrapes
-                log.exception("management refresh crashed")
-            await asyncio.sleep(self.cfg.refresh_interval)
-
-    def up(self) -> bool:
-        return (
-            self.last_success is not None
-            and self.clock() - self.last_success <= self.cfg.stale_after
-        )
-
-    def collect(self) -> Iterable[Metric]:
-        now = self.clock()
-        yield GaugeMetricFamily(
-            "supabase_management_up",
-            "1 if the Management API data served (cached from the background refresh) is fresh.",
-            value=1.0 if self.up() else 0.0,
-        )
-        if self.last_success is not None:
-            yield GaugeMetricFamily(
-                "supabase_management_last_success_timestamp_seconds",
-                "When the Management API was last refreshed without errors.",
-                value=self.last_success,
-            )
-        if self.refresh_seconds is not None:
-            yield GaugeMetricFamily(
-                "supabase_management_refresh_duration_seconds",
-                "How long the last refresh took.",
-                value=self.refresh_seconds,
-            )
-        req = CounterMetricFamily(
-            "supabase_management_requests",
-            "Management API requests by endpoint and HTTP code.",
-            labels=["endpoint", "code"],
-        )
-        for (ep, code), n in sorted(self.requests.items()):
-            req.add_metric([ep, code], n)
-        err = CounterMetricFamily(
-            "supabase_management_errors",
-            "Failed Management API requests by reason.",
-            labels=["reason"],
-        )
-        for reason in REASONS:
-            err.add_metric([reason], self.errors.get(reason, 0))
-        rem = GaugeMetricFamily(
-            "supabase_management_rate_limit_remaining",
-            "X-RateLimit-Remaining from the last answer.",
-            labels=["endpoint"],
-        )
-        for ep, n in sorted(self.remaining.items()):
-            rem.add_metric([ep], n)
-        yield from (req, err, rem)
-        info = InfoMetricFamily(
-            "supabase_project",
-            "Projects watched (cached): name, region, status.",
-            labels=["project"],
-        )
-        backups = GaugeMetricFamily(
-            "supabase_backups",
-            "Backups listed by the API, by status (cached).",
-            labels=["project", "status"],
-        )
-        last_ok = GaugeMetricFamily(
-            "supabase_backup_last_completed_timestamp_seconds",
-            "When the newest completed backup was taken (cached).",
-            labels=["project"],
-        )
-        last_bad = GaugeMetricFamily(
-            "supabase_backup_last_failed_timestamp_seconds",
-            "When the newest failed backup was attempted (cached).",
-            labels=["project"],
-        )
-        pitr = GaugeMetricFamily(
-            "supabase_pitr_enabled",
-            "1 if point-in-time recovery is on (cached).",
-            labels=["project"],
-        )
-        walg = GaugeMetricFamily(
-            "supabase_walg_enabled", "1 if WAL-G archiving is on (cached).", labels=["project"]
-        )
-        window = GaugeMetricFamily(
-            "supabase_pitr_window_seconds",
-            "Span between the earliest and latest physical backup: how far back PITR reaches (cached).",
-            labels=["project"],
-        )
-        required = GaugeMetricFamily(
-            "supabase_pitr_required", "1 where the config says PITR must be on.", labels=["project"]
-        )
-        health = GaugeMetricFamily(
-            "supabase_service_healthy",
-            "1 if the service reports ACTIVE_HEALTHY (cached); 0 for UNHEALTHY, COMING_UP or missing.",
-            labels=["project", "service"],
-        )
-        status = GaugeMetricFamily(
-            "supabase_service_status",
-            "The service's reported status, one series per status (cached).",
-            labels=["project", "service", "status"],
-        )
-        for ref, snap in sorted(self.projects.items()):
-            if now - snap.refreshed_at > self.cfg.stale_after:
-                continue  # stale: say nothing rather than something old
-            info.add_metric(
-                [ref], {"name": snap.name, "region": snap.region, "status": snap.status}
-            )
-            for st, n in sorted(snap.backups.items()):
-                backups.add_metric([ref, st.lower()], n)
-            if snap.last_completed is not None:
-                last_ok.add_metric([ref], snap.last_completed)
-            if snap.last_failed is not None:
-                last_bad.add_metric([ref], snap.last_failed)
-            if snap.pitr is not None:
-                pitr.add_metric([ref], 1.0 if snap.pitr else 0.0)
-            if snap.walg is not None:
-                walg.add_metric([ref], 1.0 if snap.walg else 0.0)
-            if snap.pitr_window is not None:
-                window.add_metric([ref], snap.pitr_window)
-            required.add_metric([ref], 1.0 if self.required.get(ref) else 0.0)
-            for svc, st in sorted(snap.services.items()):
-                health.add_metric([ref, svc], 1.0 if st == "ACTIVE_HEALTHY" else 0.0)
-                status.add_metric([ref, svc, st.lower()], 1.0)
-        yield from (info, backups, last_ok, last_bad, pitr, walg, window, required, health, status)
+    async def _fetch(
+        self, endpoint: str, path: str, parse: Callable[[Any], T], params: Any = None
+    ) -> T:
+        doc = await self.upstream.get_json(endpoint, path, params)
+        try:
+            return parse(doc)
+        except UpstreamError:
+            # JSON, but not of the documented shape: as malformed as a body that is not JSON.
+            self.upstream.stats.errors["malformed"] += 1
+            raise
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+def _summary(failed: list[tuple[str, UpstreamError]]) -> UpstreamError:
+    """One error for the loop: the first failure's reason, every failure in the detail, and the
+    latest time a rate limit said to come back."""
+    detail = "; ".join(f"{where}: {exc.detail}" for where, exc in failed)
+    waits = [exc.retry_at for _, exc in failed if exc.retry_at is not None]
+    return UpstreamError(failed[0][1].reason, detail[:500], max(waits) if waits else None)
+
+
+# --- the collector (pure) ------------------------------------------------------------------
+
+
+def collect(view: ManagementView) -> list[Metric]:
+    info = InfoMetricFamily(
+        "supabase_project",
+        "Projects watched (cached): name, region, status.",
+        labels=["project"],
+    )
+    backups = GaugeMetricFamily(
+        "supabase_backups",
+        "Backups listed by the API, by status (cached).",
+        labels=["project", "status"],
+    )
+    last_ok = GaugeMetricFamily(
+        "supabase_backup_last_completed_timestamp_seconds",
+        "When the newest completed backup was taken (cached).",
+        labels=["project"],
+    )
+    last_bad = GaugeMetricFamily(
+        "supabase_backup_last_failed_timestamp_seconds",
+        "When the newest failed backup was attempted (cached).",
+        labels=["project"],
+    )
+    pitr = GaugeMetricFamily(
+        "supabase_pitr_enabled",
+        "1 if point-in-time recovery is on (cached).",
+        labels=["project"],
+    )
+    walg = GaugeMetricFamily(
+        "supabase_walg_enabled", "1 if WAL-G archiving is on (cached).", labels=["project"]
+    )
+    window = GaugeMetricFamily(
+        "supabase_pitr_window_seconds",
+        "Span between the earliest and latest physical backup: how far back PITR reaches (cached).",
+        labels=["project"],
+    )
+    required = GaugeMetricFamily(
+        "supabase_pitr_required", "1 where the config says PITR must be on.", labels=["project"]
+    )
+    health = GaugeMetricFamily(
+        "supabase_service_healthy",
+        "1 if the service reports ACTIVE_HEALTHY (cached); 0 for UNHEALTHY, COMING_UP or missing.",
+        labels=["project", "service"],
+    )
+    status = GaugeMetricFamily(
+        "supabase_service_status",
+        "The service's reported status, one series per status (cached).",
+        labels=["project", "service", "status"],
+    )
+    for p in view.projects:
+        ref, b = p.ref, p.backups
+        info.add_metric([ref], {"name": p.name, "region": p.region, "status": p.status})
+        for st, n in b.counts:
+            backups.add_metric([ref, st.lower()], n)
+        if b.last_completed is not None:
+            last_ok.add_metric([ref], b.last_completed)
+        if b.last_failed is not None:
+            last_bad.add_metric([ref], b.last_failed)
+        if b.pitr is not None:
+            pitr.add_metric([ref], 1.0 if b.pitr else 0.0)
+        if b.walg is not None:
+            walg.add_metric([ref], 1.0 if b.walg else 0.0)
+        if b.pitr_window is not None:
+            window.add_metric([ref], b.pitr_window)
+        required.add_metric([ref], 1.0 if p.pitr_required else 0.0)
+        for svc, st in p.services:
+            health.add_metric([ref, svc], 1.0 if st == "ACTIVE_HEALTHY" else 0.0)
+            status.add_metric([ref, svc, st.lower()], 1.0)
+    return [
+        *view.api,
+        info,
+        backups,
+        last_ok,
+        last_bad,
+        pitr,
+        walg,
+        window,
+        required,
+        health,
+        status,
+    ]

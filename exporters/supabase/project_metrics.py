@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable
 
 import httpx
 from aiohttp import web
 
 from common.config import read_secret_file
 from exporters.supabase.config import ProjectMetrics
-from exporters.supabase.management import ManagementPoller
 
 _REF = re.compile(r"^[a-z0-9]{1,40}$")
 MAX_BODY = 32 * 1024 * 1024
@@ -29,11 +29,12 @@ class ProjectMetricsProxy:
     def __init__(
         self,
         cfg: ProjectMetrics,
-        management: ManagementPoller | None,
+        discovered: Callable[[], Iterable[str]] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.cfg = cfg
-        self.management = management
+        # The project refs the Management API knows (ManagementSource.known), if it is polled.
+        self.discovered = discovered
         self.client = httpx.AsyncClient(
             timeout=cfg.timeout, transport=transport, follow_redirects=False
         )
@@ -52,8 +53,8 @@ class ProjectMetricsProxy:
     def projects(self) -> list[str]:
         """Configured projects, and the active ones the Management API found, that have a key."""
         refs = set(self.cfg.projects)
-        if self.management is not None:
-            refs |= set(self.management.projects)
+        if self.discovered is not None:
+            refs |= set(self.discovered())
         return sorted(r for r in refs if _REF.match(r) and (self.cfg.keys_dir / r).is_file())
 
     async def sd(self, request: web.Request) -> web.Response:

@@ -1,21 +1,27 @@
-"""One scrape of one database: a pooled read-only connection, every collector in turn, each
-in its own transaction under statement_timeout, the whole under the scrape budget."""
+"""One scrape of one database: a pooled read-only connection (common.postgres), every collector's
+query in turn, each in its own transaction under statement_timeout, the whole under the scrape
+budget. The outcome is an immutable `DatabaseSnapshot` (plain rows per collector); `render`
+turns it into metric families without touching the database or the scraper's state."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import psycopg
 from prometheus_client.core import GaugeMetricFamily, Metric
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
+from common import postgres
 from exporters.supabase.config import Database
 from exporters.supabase.sql import COLLECTORS, State
 
 log = logging.getLogger("exporters.supabase.sql")
+APPLICATION_NAME = "wsinfra-supabase-exporter"
+UP_HELP = "1 if the database answered this scrape."
 
 # Every sample name the SQL side can produce. Rules and dashboards are checked against this
 # list, and the live tests check that a full scrape produces exactly these.
@@ -23,6 +29,7 @@ SAMPLE_NAMES = frozenset(
     {
         "supabase_build_info",
         "supabase_up",
+        "supabase_scrape_duration_seconds",
         "supabase_sql_scrape_duration_seconds",
         "supabase_sql_collector_success",
         "supabase_sql_collector_duration_seconds",
@@ -58,58 +65,65 @@ SAMPLE_NAMES = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class CollectorResult:
+    name: str
+    ok: bool
+    # How long its query took; None when it never ran (the connection was gone or the budget
+    # spent before its turn).
+    seconds: float | None
+    # What its query returned (an immutable row type of exporters.supabase.sql), when `ok`.
+    rows: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSnapshot:
+    """One database's scrape, as the collectors render it."""
+
+    db: Database
+    up: bool  # a connection was had
+    duration: float
+    results: tuple[CollectorResult, ...]  # every enabled collector, in COLLECTORS order
+
+
 @dataclass(slots=True)
-class Outcome:
-    up: bool
-    metrics: list[Metric] = field(default_factory=list)
-    success: dict[str, bool] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    duration: float = 0.0
+class _Progress:
+    """A scrape in flight (the query groups fill it on the event loop); frozen when it ends."""
+
+    up: bool = False
+    done: dict[str, CollectorResult] = field(default_factory=dict)
 
 
 class DatabaseScraper:
-    def __init__(self, db: Database, password: str | None) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        kwargs: dict[str, object] = {
-            "connect_timeout": max(1, int(db.statement_timeout)),
-            "application_name": "wsinfra-supabase-exporter",
-        }
-        if password is not None:
-            kwargs["password"] = password
-        self.pool = AsyncConnectionPool(
-            db.conninfo,
-            kwargs=kwargs,
-            min_size=0,
-            max_size=db.max_connections,
-            open=False,
-            configure=self._configure,
+        # Autocommit: each collector query is its own read-only transaction, one round trip,
+        # and a failed one leaves nothing to roll back. The timeout holds for every statement;
+        # the password file is read at each new connection.
+        self.pool = postgres.pool(
+            db.connection(),
+            APPLICATION_NAME,
+            autocommit=True,
+            read_only=True,
             # A broken connection is found on its next use; the pool then makes a new one.
             reconnect_timeout=30,
         )
         self._opened = False
         self.state = State()
 
-    async def _configure(self, conn: psycopg.AsyncConnection[object]) -> None:
-        # Autocommit: each collector query is its own read-only transaction, one round trip,
-        # and a failed one leaves nothing to roll back. The timeout holds for every statement.
-        await conn.set_autocommit(True)
-        timeout_ms = int(self.db.statement_timeout * 1000)
-        await conn.execute(f"SET statement_timeout = {timeout_ms}")
-        await conn.execute("SET default_transaction_read_only = on")
-
     async def close(self) -> None:
         if self._opened:
             await self.pool.close()
 
-    async def scrape(self) -> Outcome:
+    async def scrape(self) -> DatabaseSnapshot:
         if not self._opened:
             await self.pool.open(wait=False)
             self._opened = True
         start = time.perf_counter()
-        out = Outcome(up=False)
+        progress = _Progress()
         try:
             async with asyncio.timeout(self.db.scrape_budget):
-                await asyncio.gather(*(self._run(group, out) for group in self._groups()))
+                await asyncio.gather(*(self._run(group, progress) for group in self._groups()))
         except (PoolTimeout, psycopg.OperationalError) as exc:
             log.warning(
                 "database unreachable", extra={"project": self.db.name, "error": type(exc).__name__}
@@ -119,11 +133,12 @@ class DatabaseScraper:
                 "scrape budget exceeded",
                 extra={"project": self.db.name, "budget": self.db.scrape_budget},
             )
-        for name in COLLECTORS:
-            if name not in self.db.disabled_collectors:
-                out.success.setdefault(name, False)
-        out.duration = time.perf_counter() - start
-        return out
+        results = tuple(
+            progress.done.get(name, CollectorResult(name, ok=False, seconds=None))
+            for name in COLLECTORS
+            if name not in self.db.disabled_collectors
+        )
+        return DatabaseSnapshot(self.db, progress.up, time.perf_counter() - start, results)
 
     def _groups(self) -> list[list[str]]:
         """Collectors per connection: with two connections allowed, pg_stat_statements (the
@@ -133,52 +148,56 @@ class DatabaseScraper:
             return [names]
         return [["statements"], [n for n in names if n != "statements"]]
 
-    async def _run(self, names: list[str], out: Outcome) -> None:
+    async def _run(self, names: list[str], progress: _Progress) -> None:
         async with self.pool.connection(timeout=self.db.scrape_budget) as conn:
-            out.up = True
-            await self._collect(conn, names, out)
+            progress.up = True
+            await self._query(conn, names, progress.done)
 
-    async def _collect(
-        self, conn: psycopg.AsyncConnection[object], names: list[str], out: Outcome
+    async def _query(
+        self,
+        conn: psycopg.AsyncConnection[object],
+        names: list[str],
+        done: dict[str, CollectorResult],
     ) -> None:
         for name in names:
-            collect = COLLECTORS[name]
+            query = COLLECTORS[name].query
             t0 = time.perf_counter()
             try:
                 async with conn.cursor() as cur:
-                    out.metrics += await collect(cur, self.db, self.db.name, self.state)
-                out.success[name] = True
+                    rows = await query(cur, self.db, self.state)
             except psycopg.OperationalError:
-                out.success[name] = False
+                done[name] = CollectorResult(name, False, time.perf_counter() - t0)
                 raise  # the connection is gone: the rest would fail the same way
-            except psycopg.Error as exc:
-                # Permission denied, a missing extension or table, a statement timeout: this
-                # collector fails, the others still run.
-                out.success[name] = False
+            except (psycopg.Error, TypeError, ValueError, ArithmeticError) as exc:
+                # Permission denied, a missing extension or table, a statement timeout, a row
+                # of an unexpected shape: this collector fails, the others still run.
+                done[name] = CollectorResult(name, False, time.perf_counter() - t0)
                 log.warning(
                     "collector failed",
                     extra={
                         "project": self.db.name,
                         "collector": name,
-                        "sqlstate": exc.sqlstate or "",
+                        "sqlstate": getattr(exc, "sqlstate", None) or "",
                         "error": type(exc).__name__,
                     },
                 )
-            out.seconds[name] = time.perf_counter() - t0
+            else:
+                done[name] = CollectorResult(name, True, time.perf_counter() - t0, rows)
 
 
-def meta(project: str, out: Outcome) -> list[Metric]:
-    """Health of this scrape; disabled collectors are left out rather than reported failing."""
-    up = GaugeMetricFamily(
-        "supabase_up", "1 if the database answered this scrape.", labels=["project"]
-    )
-    up.add_metric([project], 1.0 if out.up else 0.0)
+# --- the pure side -------------------------------------------------------------------------
+
+
+def meta(snap: DatabaseSnapshot) -> list[Metric]:
+    """Health of this scrape (supabase_up{project} is the shared app's, from the exporter's
+    up()); disabled collectors are left out rather than reported failing."""
+    project = snap.db.name
     dur = GaugeMetricFamily(
         "supabase_sql_scrape_duration_seconds",
         "How long this scrape's SQL collectors took.",
         labels=["project"],
     )
-    dur.add_metric([project], out.duration)
+    dur.add_metric([project], snap.duration)
     ok = GaugeMetricFamily(
         "supabase_sql_collector_success",
         "1 if the collector's query succeeded this scrape (0: timeout, permission, missing extension or table).",
@@ -189,10 +208,31 @@ def meta(project: str, out: Outcome) -> list[Metric]:
         "Time each collector took this scrape.",
         labels=["project", "collector"],
     )
-    for name in COLLECTORS:
-        if name not in out.success:
-            continue
-        ok.add_metric([project, name], 1.0 if out.success[name] else 0.0)
-        if name in out.seconds:
-            secs.add_metric([project, name], out.seconds[name])
-    return [up, dur, ok, secs]
+    for r in snap.results:
+        ok.add_metric([project, r.name], 1.0 if r.ok else 0.0)
+        if r.seconds is not None:
+            secs.add_metric([project, r.name], r.seconds)
+    return [dur, ok, secs]
+
+
+def render_one(snap: DatabaseSnapshot) -> list[Metric]:
+    """One database's families: its scrape's health, then each collector that succeeded."""
+    out = meta(snap)
+    for r in snap.results:
+        if r.ok:
+            out += COLLECTORS[r.name].render(snap.db.name, snap.db, r.rows)
+    return out
+
+
+def render(snaps: Iterable[DatabaseSnapshot]) -> list[Metric]:
+    """Every database's families, one family per name (the text format forbids repeating one);
+    the families are built here, so merging their samples changes no snapshot."""
+    families: dict[str, Metric] = {}
+    for snap in snaps:
+        for fam in render_one(snap):
+            have = families.get(fam.name)
+            if have is None:
+                families[fam.name] = fam
+            else:
+                have.samples += fam.samples
+    return list(families.values())

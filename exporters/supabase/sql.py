@@ -1,7 +1,9 @@
 """SQL collectors: what PostgreSQL says about itself, read on scrape over a read-only connection.
 
-Each collector is one short query in its own read-only transaction under `statement_timeout`;
-one failing (permission denied, a missing extension, a timeout) is reported by
+Each collector is two halves. Its query (`query_*`) is one short read in its own read-only
+transaction under `statement_timeout`, returning plain immutable rows; its render (`render_*`)
+is a pure function of those rows (and the immutable config) into metric families. One query
+failing (permission denied, a missing extension, a timeout) is reported by
 supabase_sql_collector_success and does not stop the others. Works on PostgreSQL ≥ 14 and on
 Supabase (pg_monitor is enough; pg_read_all_stats to see other roles' statements).
 """
@@ -13,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -55,7 +57,7 @@ def statement_shape(query: str) -> tuple[str, str]:
 
 @dataclass
 class State:
-    """What a database's collectors remember between scrapes."""
+    """What a database's queries remember between scrapes (the renders never read it)."""
 
     # queryid → (text, tables, predicate columns): a statement's text never changes, and
     # reading texts makes pg_stat_statements load its whole text file.
@@ -64,7 +66,7 @@ class State:
     size: tuple[float, int] | None = None
 
 
-Collector = Callable[[psycopg.AsyncCursor[Any], Database, str, State], Awaitable[list[Metric]]]
+Cursor = psycopg.AsyncCursor[Any]
 TEXT_CACHE = 2000
 DATABASE_STATS = (
     "SELECT blks_hit, blks_read, xact_commit, xact_rollback, deadlocks, NULL"
@@ -83,43 +85,69 @@ def gauge(name: str, doc: str, project: str, value: float, **labels: str) -> Gau
     return g
 
 
-async def connections(
-    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
-) -> list[Metric]:
+def _one(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    if row is None:
+        raise psycopg.DataError("the query returned no row")
+    return row
+
+
+# --- connections ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connections:
+    # Client connections per pg_stat_activity state (every known state, zeros included).
+    by_state: tuple[tuple[str, int], ...]
+    # max_connections minus the superuser reserve.
+    usable: int
+
+
+async def query_connections(cur: Cursor, db: Database, state: State) -> Connections:
     await cur.execute(
         "SELECT COALESCE(state, 'unknown'), count(*) FROM pg_stat_activity"
         " WHERE backend_type = 'client backend' GROUP BY 1"
     )
-    by_state = {s: 0 for s in STATES}
+    by_state = dict.fromkeys(STATES, 0)
     for conn_state, n in await cur.fetchall():
         key = conn_state if conn_state in STATES else "unknown"
         by_state[key] = by_state.get(key, 0) + n
+    await cur.execute(
+        "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
+    )
+    row = _one(await cur.fetchone())
+    return Connections(tuple(sorted(by_state.items())), row[0] - row[1])
+
+
+def render_connections(p: str, db: Database, r: Connections) -> list[Metric]:
     fam = GaugeMetricFamily(
         "supabase_db_connections",
         "Client connections by state (pg_stat_activity).",
         labels=["project", "state"],
     )
-    for conn_state, n in sorted(by_state.items()):
+    for conn_state, n in r.by_state:
         fam.add_metric([p, conn_state.replace(" ", "_").replace("(", "").replace(")", "")], n)
-    await cur.execute(
-        "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
-    )
-    row = await cur.fetchone()
-    assert row is not None
     return [
         fam,
         gauge(
             "supabase_db_max_connections",
             "max_connections minus the superuser reserve.",
             p,
-            row[0] - row[1],
+            r.usable,
         ),
     ]
 
 
-async def activity(
-    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
-) -> list[Metric]:
+# --- activity ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    oldest_transaction_seconds: float
+    long_transactions: int
+    blocked_sessions: int
+
+
+async def query_activity(cur: Cursor, db: Database, state: State) -> Activity:
     await cur.execute(
         "SELECT COALESCE(max(EXTRACT(EPOCH FROM now() - xact_start)), 0),"
         " count(*) FILTER (WHERE xact_start < now() - make_interval(secs => %s)),"
@@ -127,43 +155,63 @@ async def activity(
         " FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
         (db.long_transaction,),
     )
-    row = await cur.fetchone()
-    assert row is not None
+    row = _one(await cur.fetchone())
+    return Activity(float(row[0]), int(row[1]), int(row[2]))
+
+
+def render_activity(p: str, db: Database, r: Activity) -> list[Metric]:
     return [
         gauge(
             "supabase_db_oldest_transaction_seconds",
             "Age of the oldest open transaction.",
             p,
-            float(row[0]),
+            r.oldest_transaction_seconds,
         ),
         gauge(
             "supabase_db_long_transactions",
             f"Transactions open longer than {db.long_transaction:g}s.",
             p,
-            row[1],
+            r.long_transactions,
         ),
-        gauge("supabase_db_blocked_sessions", "Sessions waiting for a lock.", p, row[2]),
+        gauge(
+            "supabase_db_blocked_sessions", "Sessions waiting for a lock.", p, r.blocked_sessions
+        ),
     ]
 
 
-async def database(
-    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
-) -> list[Metric]:
+# --- database ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStats:
+    blocks_hit: int
+    blocks_read: int
+    commits: int
+    rollbacks: int
+    deadlocks: int
+    size_bytes: int
+
+
+async def query_database(cur: Cursor, db: Database, state: State) -> DatabaseStats:
     now = time.monotonic()
     fresh = state.size is not None and now - state.size[0] < SIZE_EVERY
     await cur.execute(DATABASE_STATS if fresh else DATABASE_STATS_AND_SIZE)
-    row = await cur.fetchone()
-    assert row is not None
+    row = _one(await cur.fetchone())
     if not fresh:
         state.size = (now, int(row[5]))
     assert state.size is not None
+    hit, read, commits, rollbacks, deadlocks = (int(v) for v in row[:5])
+    return DatabaseStats(hit, read, commits, rollbacks, deadlocks, state.size[1])
+
+
+def render_database(p: str, db: Database, r: DatabaseStats) -> list[Metric]:
     out: list[Metric] = []
     for name, doc, v in (
-        ("supabase_db_blocks_hit", "Buffer cache hits (pg_stat_database).", row[0]),
-        ("supabase_db_blocks_read", "Blocks read from disk (pg_stat_database).", row[1]),
-        ("supabase_db_commits", "Committed transactions.", row[2]),
-        ("supabase_db_rollbacks", "Rolled back transactions.", row[3]),
-        ("supabase_db_deadlocks", "Deadlocks detected.", row[4]),
+        ("supabase_db_blocks_hit", "Buffer cache hits (pg_stat_database).", r.blocks_hit),
+        ("supabase_db_blocks_read", "Blocks read from disk (pg_stat_database).", r.blocks_read),
+        ("supabase_db_commits", "Committed transactions.", r.commits),
+        ("supabase_db_rollbacks", "Rolled back transactions.", r.rollbacks),
+        ("supabase_db_deadlocks", "Deadlocks detected.", r.deadlocks),
     ):
         c = CounterMetricFamily(name, doc, labels=["project"])
         c.add_metric([p], v)
@@ -173,7 +221,7 @@ async def database(
             "supabase_db_size_bytes",
             "Size of the database on disk (measured at most once a minute).",
             p,
-            state.size[1],
+            r.size_bytes,
         )
     )
     if db.size_limit_bytes is not None:
@@ -188,57 +236,104 @@ async def database(
     return out
 
 
-async def wraparound(
-    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
-) -> list[Metric]:
+# --- wraparound ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Wraparound:
+    # Oldest unfrozen transaction id age of any database.
+    xid_age: float
+
+
+async def query_wraparound(cur: Cursor, db: Database, state: State) -> Wraparound:
     await cur.execute("SELECT max(age(datfrozenxid)) FROM pg_database")
-    row = await cur.fetchone()
-    assert row is not None
-    age = float(row[0])
+    return Wraparound(float(_one(await cur.fetchone())[0]))
+
+
+def render_wraparound(p: str, db: Database, r: Wraparound) -> list[Metric]:
     return [
-        gauge("supabase_db_xid_age", "Oldest unfrozen transaction id age of any database.", p, age),
+        gauge(
+            "supabase_db_xid_age",
+            "Oldest unfrozen transaction id age of any database.",
+            p,
+            r.xid_age,
+        ),
         gauge(
             "supabase_db_xid_wraparound_remaining_ratio",
             "Share of the 2^31 transaction ids left before wraparound forces a shutdown.",
             p,
-            1 - age / XID_LIMIT,
+            1 - r.xid_age / XID_LIMIT,
         ),
     ]
 
 
-async def replication(
-    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
-) -> list[Metric]:
+# --- replication ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    is_replica: bool
+    # (replica, replay lag seconds): per replica on a primary, ("self", since the last replayed
+    # transaction) on a replica.
+    lag: tuple[tuple[str, float], ...]
+
+
+async def query_replication(cur: Cursor, db: Database, state: State) -> Replication:
     await cur.execute(
         "SELECT pg_is_in_recovery(),"
         " CASE WHEN pg_is_in_recovery() THEN EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END"
     )
-    row = await cur.fetchone()
-    assert row is not None
-    out: list[Metric] = [
-        gauge("supabase_db_is_replica", "1 on a read replica.", p, 1.0 if row[0] else 0.0)
-    ]
+    row = _one(await cur.fetchone())
+    if row[0]:
+        return Replication(True, (("self", float(row[1] or 0.0)),))
+    await cur.execute(
+        "SELECT left(COALESCE(NULLIF(application_name, ''), 'unnamed'), 40),"
+        " COALESCE(EXTRACT(EPOCH FROM replay_lag), 0) FROM pg_stat_replication LIMIT 20"
+    )
+    return Replication(False, tuple((name, float(s)) for name, s in await cur.fetchall()))
+
+
+def render_replication(p: str, db: Database, r: Replication) -> list[Metric]:
     lag = GaugeMetricFamily(
         "supabase_db_replication_lag_seconds",
         "Replay lag: per replica on a primary (pg_stat_replication), or since the last replayed transaction on a replica.",
         labels=["project", "replica"],
     )
-    if row[0]:
-        lag.add_metric([p, "self"], float(row[1] or 0.0))
-    else:
-        await cur.execute(
-            "SELECT left(COALESCE(NULLIF(application_name, ''), 'unnamed'), 40),"
-            " COALESCE(EXTRACT(EPOCH FROM replay_lag), 0) FROM pg_stat_replication LIMIT 20"
-        )
-        for name, seconds in await cur.fetchall():
-            lag.add_metric([p, name], float(seconds))
-    out.append(lag)
-    return out
+    for name, seconds in r.lag:
+        lag.add_metric([p, name], seconds)
+    return [gauge("supabase_db_is_replica", "1 on a read replica.", p, float(r.is_replica)), lag]
 
 
-async def statements(
-    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
-) -> list[Metric]:
+# --- statements ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One listed statement of pg_stat_statements (times in milliseconds, as it keeps them)."""
+
+    queryid: str
+    calls: float
+    total_ms: float
+    mean_ms: float
+    max_ms: float
+    rows: float
+    top_mean: bool  # among the top N by mean time
+    top_total: bool  # among the top N by total time
+    text: str  # normalized, on one line, bounded ("" when pg_stat_statements lost it)
+    tables: str
+    predicate_columns: str
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    listed: tuple[Statement, ...]
+    # Every other statement of this database, summed: queryid "other".
+    other_calls: float
+    other_ms: float
+    other_rows: float
+
+
+async def query_statements(cur: Cursor, db: Database, state: State) -> Statements:
     n = db.top_statements
     # Two top-N heaps over the statements, without texts (showtext := false: the text file is
     # read only for statements not seen before), and one sum for "other".
@@ -258,24 +353,18 @@ async def statements(
         "   COALESCE(sum(rows), 0) FROM s",
         {"n": n},
     )
+    # queryid → [calls, total, mean, max, rows, top by mean, top by total]
     listed: dict[str, list[Any]] = {}
     everything = (0.0, 0.0, 0.0)
     for why, qid, c, tot, mn, mxv, r in await cur.fetchall():
         if why == "all":
             everything = (float(c), float(tot), float(r))
         else:
-            row = listed.setdefault(qid, [qid, c, tot, mn, mxv, r, False, False])
-            row[6 if why == "mean" else 7] = True  # listed by mean, by total, or both
-    rows_: list[Any] = [*listed.values()]
-    rest = (
-        everything[0] - sum(float(x[1]) for x in rows_),
-        everything[1] - sum(float(x[2]) for x in rows_),
-        everything[2] - sum(float(x[5]) for x in rows_),
-    )
-    rows_.append(
-        ["other", max(rest[0], 0.0), max(rest[1], 0.0), None, None, max(rest[2], 0.0), False, False]
-    )
-    missing = [r[0] for r in rows_ if r[0] != "other" and r[0] not in state.texts]
+            row = listed.setdefault(
+                qid, [float(c), float(tot), float(mn), float(mxv), float(r), False, False]
+            )
+            row[5 if why == "mean" else 6] = True  # listed by mean, by total, or both
+    missing = [qid for qid in listed if qid not in state.texts]
     if missing:
         await cur.execute(
             "SELECT queryid::text, left(query, 4000) FROM pg_stat_statements(true)"
@@ -290,9 +379,24 @@ async def statements(
             )
         while len(state.texts) > TEXT_CACHE:
             state.texts.popitem(last=False)
+    out: list[Statement] = []
+    for qid, (c, tot, mn, mxv, r, top_mean, top_total) in listed.items():
+        if qid in state.texts:
+            state.texts.move_to_end(qid)  # recently listed: kept longest
+        text, tables, cols = state.texts.get(qid, ("", "", ""))
+        out.append(Statement(qid, c, tot, mn, mxv, r, top_mean, top_total, text, tables, cols))
+    return Statements(
+        tuple(out),
+        other_calls=max(everything[0] - sum(s.calls for s in out), 0.0),
+        other_ms=max(everything[1] - sum(s.total_ms for s in out), 0.0),
+        other_rows=max(everything[2] - sum(s.rows for s in out), 0.0),
+    )
+
+
+def render_statements(p: str, db: Database, r: Statements) -> list[Metric]:
     calls = CounterMetricFamily(
         "supabase_db_statement_calls",
-        f"Calls per statement (pg_stat_statements): the top {n} by mean and by total time, the rest as queryid 'other'.",
+        f"Calls per statement (pg_stat_statements): the top {db.top_statements} by mean and by total time, the rest as queryid 'other'.",
         labels=["project", "queryid"],
     )
     total = CounterMetricFamily(
@@ -320,25 +424,51 @@ async def statements(
         "Each listed statement: its normalized text (literals are $n), the tables it reads and the columns its predicates compare, and why it is listed.",
         labels=["project", "queryid"],
     )
-    for qid, c, tot, mn, mxv, r, top_mean, top_total in rows_:
-        calls.add_metric([p, qid], float(c))
-        total.add_metric([p, qid], float(tot) / 1000)
-        rows.add_metric([p, qid], float(r))
-        if qid == "other":
-            continue
-        if qid in state.texts:
-            state.texts.move_to_end(qid)  # recently listed: kept longest
-        mean.add_metric([p, qid], float(mn) / 1000)
-        mx.add_metric([p, qid], float(mxv) / 1000)
-        text, tables, cols = state.texts.get(qid, ("", "", ""))
-        top = "mean,total" if top_mean and top_total else "mean" if top_mean else "total"
+    for s in r.listed:
+        calls.add_metric([p, s.queryid], s.calls)
+        total.add_metric([p, s.queryid], s.total_ms / 1000)
+        rows.add_metric([p, s.queryid], s.rows)
+        mean.add_metric([p, s.queryid], s.mean_ms / 1000)
+        mx.add_metric([p, s.queryid], s.max_ms / 1000)
+        top = "mean,total" if s.top_mean and s.top_total else "mean" if s.top_mean else "total"
         info.add_metric(
-            [p, qid], {"query": text, "tables": tables, "predicate_columns": cols, "top": top}
+            [p, s.queryid],
+            {
+                "query": s.text,
+                "tables": s.tables,
+                "predicate_columns": s.predicate_columns,
+                "top": top,
+            },
         )
+    calls.add_metric([p, "other"], r.other_calls)
+    total.add_metric([p, "other"], r.other_ms / 1000)
+    rows.add_metric([p, "other"], r.other_rows)
     return [calls, total, rows, mean, mx, info]
 
 
-async def tables(cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State) -> list[Metric]:
+# --- tables --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """A large table read sequentially far more often than by index."""
+
+    table: str  # schema.name
+    seq_scans: float
+    idx_scans: float
+    live_rows: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    dead_tuples: float
+    live_tuples: float
+    # Longest time since a table with over 1,000 dead rows was last vacuumed.
+    vacuum_age_seconds: float
+    suspects: tuple[Suspect, ...]
+
+
+async def query_tables(cur: Cursor, db: Database, state: State) -> Tables:
     """Vacuum state and missing-index suspects, from one pass over pg_stat_user_tables (with
     thousands of tables, each pass costs a stats lookup per table)."""
     mi = db.missing_index
@@ -354,6 +484,17 @@ async def tables(cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: Sta
         "  ORDER BY seq_tup_read DESC LIMIT %s)",
         (mi.min_rows, mi.min_seq_scans, mi.ratio, mi.max_tables),
     )
+    totals = (0.0, 0.0, 0.0)
+    suspects: list[Suspect] = []
+    for kind, table, a, b, c, _read in await cur.fetchall():
+        if kind == "sum":
+            totals = (float(a), float(b), float(c))
+        else:
+            suspects.append(Suspect(table, float(a), float(b), float(c)))
+    return Tables(*totals, suspects=tuple(suspects))
+
+
+def render_tables(p: str, db: Database, r: Tables) -> list[Metric]:
     suspects = GaugeMetricFamily(
         "supabase_db_missing_index_suspect",
         "Large tables read sequentially far more often than by index: sequential scans per index scan.",
@@ -364,29 +505,29 @@ async def tables(cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: Sta
         "Live rows of each missing-index suspect.",
         labels=["project", "table"],
     )
-    out: list[Metric] = [suspects, table_rows]
-    for kind, table, a, b, c, _read in await cur.fetchall():
-        if kind == "sum":
-            out += [
-                gauge(
-                    "supabase_db_dead_tuples",
-                    "Dead rows waiting for vacuum, all user tables.",
-                    p,
-                    float(a),
-                ),
-                gauge("supabase_db_live_tuples", "Live rows, all user tables.", p, float(b)),
-                gauge(
-                    "supabase_db_vacuum_age_seconds",
-                    "Longest time since a table with over 1,000 dead rows was last vacuumed.",
-                    p,
-                    float(c),
-                ),
-            ]
-        else:
-            suspects.add_metric([p, table], a / (b + 1))
-            table_rows.add_metric([p, table], float(c))
-    return out
+    for s in r.suspects:
+        suspects.add_metric([p, s.table], s.seq_scans / (s.idx_scans + 1))
+        table_rows.add_metric([p, s.table], s.live_rows)
+    return [
+        suspects,
+        table_rows,
+        gauge(
+            "supabase_db_dead_tuples",
+            "Dead rows waiting for vacuum, all user tables.",
+            p,
+            r.dead_tuples,
+        ),
+        gauge("supabase_db_live_tuples", "Live rows, all user tables.", p, r.live_tuples),
+        gauge(
+            "supabase_db_vacuum_age_seconds",
+            "Longest time since a table with over 1,000 dead rows was last vacuumed.",
+            p,
+            r.vacuum_age_seconds,
+        ),
+    ]
 
+
+# --- active users --------------------------------------------------------------------------
 
 DEFAULT_ACTIVE_USERS = (
     "SELECT count(*) FILTER (WHERE last_sign_in_at > now() - interval '1 day'),"
@@ -394,32 +535,53 @@ DEFAULT_ACTIVE_USERS = (
 )
 
 
-async def active_users(
-    cur: psycopg.AsyncCursor[Any], db: Database, p: str, state: State
-) -> list[Metric]:
+@dataclass(frozen=True, slots=True)
+class ActiveUsers:
+    day: float
+    month: float
+
+
+async def query_active_users(cur: Cursor, db: Database, state: State) -> ActiveUsers:
     await cur.execute(db.active_users_query or DEFAULT_ACTIVE_USERS)
     row = await cur.fetchone()
     if row is None or len(row) < 2:
         raise psycopg.DataError("active users query must return one row: (day, month)")
+    return ActiveUsers(float(row[0]), float(row[1]))
+
+
+def render_active_users(p: str, db: Database, r: ActiveUsers) -> list[Metric]:
     fam = GaugeMetricFamily(
         "supabase_active_users",
         "Users who signed in within the window (1d, 30d), for cost per active user.",
         labels=["project", "window"],
     )
-    fam.add_metric([p, "1d"], float(row[0]))
-    fam.add_metric([p, "30d"], float(row[1]))
+    fam.add_metric([p, "1d"], r.day)
+    fam.add_metric([p, "30d"], r.month)
     return [fam]
 
 
-COLLECTORS: dict[str, Collector] = {
-    "connections": connections,
-    "activity": activity,
-    "database": database,
-    "wraparound": wraparound,
-    "replication": replication,
-    "tables": tables,
-    "statements": statements,
-    "active_users": active_users,
+# --- the collectors, by name ---------------------------------------------------------------
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlCollector(Generic[R]):
+    """A query that returns immutable rows, and the pure render of those rows."""
+
+    query: Callable[[Cursor, Database, State], Awaitable[R]]
+    render: Callable[[str, Database, R], list[Metric]]
+
+
+COLLECTORS: dict[str, SqlCollector[Any]] = {
+    "connections": SqlCollector(query_connections, render_connections),
+    "activity": SqlCollector(query_activity, render_activity),
+    "database": SqlCollector(query_database, render_database),
+    "wraparound": SqlCollector(query_wraparound, render_wraparound),
+    "replication": SqlCollector(query_replication, render_replication),
+    "tables": SqlCollector(query_tables, render_tables),
+    "statements": SqlCollector(query_statements, render_statements),
+    "active_users": SqlCollector(query_active_users, render_active_users),
 }
 if (
     tuple(COLLECTORS) != COLLECTOR_NAMES

@@ -35,6 +35,9 @@ class UptimeExporter:
     def up(self, snapshot: UptimeSnapshot) -> bool:
         return collector.up(snapshot)
 
+    def up_labels(self) -> tuple[str, ...]:
+        return ()
+
     def up_help(self) -> str:
         return collector.UP_HELP
 

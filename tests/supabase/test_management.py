@@ -1,9 +1,12 @@
-"""The Management API poller against the strict fake: discovery, backups, PITR, health, limits."""
+"""The Management API source (client, refresh loop, snapshot, collector) against the strict fake:
+discovery, backups, PITR, health, limits, staleness."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,34 +14,48 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporters.supabase.app import render
-from exporters.supabase.config import Management
+from common.upstream import UpstreamError
+from exporters.supabase import management
+from exporters.supabase.app import SupabaseExporter
+from exporters.supabase.config import Management, SupabaseConfig
 from exporters.supabase.management import (
-    ApiError,
-    ManagementPoller,
-    ProjectSnapshot,
+    ManagementSource,
     parse_backups,
     parse_health,
+    parse_projects,
 )
 from fakes.supabase_api import FakeProject, SupabaseApiState, make_app
-from tests.vercel.helpers import SimClock, samples
+from fakes.vercel_setup import SimClock
+from tests.supabase.helpers import Samples, samples, scrape_text
 
 TOKEN = "sbp_SECRET_token_0123456789"
 
 
 class Rig:
-    def __init__(self, state: SupabaseApiState, poller: ManagementPoller, clock: SimClock) -> None:
-        self.state, self.poller, self.clock = state, poller, clock
+    def __init__(
+        self, state: SupabaseApiState, source: ManagementSource, clock: SimClock, tmp: Path
+    ) -> None:
+        self.state, self.source, self.clock, self.tmp = state, source, clock, tmp
+        cfg = SupabaseConfig(management=source.cfg)
+        self.exporter = SupabaseExporter(cfg, management=source)
 
-    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        return samples(render({}, self.poller).decode())
+    async def refresh(self) -> bool:
+        """One turn of the background loop; True when every request succeeded."""
+        await self.source.loop.refresh_once()
+        return self.source.loop.failures_in_a_row == 0
 
-    def value(self, metric: str, **labels: str) -> float | None:
-        return self.metrics().get((metric, frozenset(labels.items())))
+    async def text(self) -> str:
+        return await scrape_text(self.exporter)
+
+    async def metrics(self) -> Samples:
+        return samples(await self.text())
+
+    async def value(self, metric: str, **labels: str) -> float | None:
+        return (await self.metrics()).get((metric, frozenset(labels.items())))
 
 
 @pytest.fixture
-async def rig(tmp_path: Any) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     clock = SimClock()
     state = SupabaseApiState(token=TOKEN, clock=clock)
     live = FakeProject("liveproject000000001", "shop")
@@ -57,32 +74,33 @@ async def rig(tmp_path: Any) -> AsyncIterator[Rig]:
             "projects": [{"ref": "liveproject000000001", "pitr_required": True}],
         }
     )
-    poller = ManagementPoller(cfg, TOKEN, clock=clock, sleep=clock.sleep)
-    yield Rig(state, poller, clock)
-    await poller.aclose()
+    source = ManagementSource(cfg, clock=clock, sleep=clock.sleep)
+    rig = Rig(state, source, clock, tmp_path)
+    yield rig
+    await rig.exporter.aclose()
     await server.close()
 
 
 async def test_discovers_active_projects_and_reports_backups_pitr_and_health(rig: Rig) -> None:
-    assert await rig.poller.refresh()
+    assert await rig.refresh()
     ref = "liveproject000000001"
     paths = [p for p, _ in rig.state.requests]
     assert not any("pausedproject" in p for p in paths), "paused projects are not asked"
     health_q = next(q for p, q in rig.state.requests if p.endswith("/health"))
     assert health_q["services"] == ["auth", "db", "realtime", "rest", "storage"]
-    assert rig.value("supabase_management_up") == 1
-    assert rig.value(
+    assert await rig.value("supabase_management_up") == 1
+    assert await rig.value(
         "supabase_backup_last_completed_timestamp_seconds", project=ref
     ) == pytest.approx(rig.clock() - 3 * 3600, abs=1)
-    assert rig.value("supabase_backups", project=ref, status="completed") == 7
-    assert rig.value("supabase_pitr_enabled", project=ref) == 1
-    assert rig.value("supabase_pitr_required", project=ref) == 1
-    assert rig.value("supabase_pitr_window_seconds", project=ref) == pytest.approx(
+    assert await rig.value("supabase_backups", project=ref, status="completed") == 7
+    assert await rig.value("supabase_pitr_enabled", project=ref) == 1
+    assert await rig.value("supabase_pitr_required", project=ref) == 1
+    assert await rig.value("supabase_pitr_window_seconds", project=ref) == pytest.approx(
         6 * 86400 + 3 * 3600, abs=2
     )
-    assert rig.value("supabase_service_healthy", project=ref, service="db") == 1
+    assert await rig.value("supabase_service_healthy", project=ref, service="db") == 1
     assert (
-        rig.value(
+        await rig.value(
             "supabase_project_info",
             project=ref,
             name="shop",
@@ -97,44 +115,127 @@ async def test_a_failed_backup_and_an_unhealthy_service_show(rig: Rig) -> None:
     p = rig.state.projects["liveproject000000001"]
     p.backups.insert(0, (rig.clock() - 600, "FAILED"))
     p.health["storage"] = "UNHEALTHY"
-    assert await rig.poller.refresh()
+    assert await rig.refresh()
     ref = p.ref
-    failed = rig.value("supabase_backup_last_failed_timestamp_seconds", project=ref)
-    completed = rig.value("supabase_backup_last_completed_timestamp_seconds", project=ref)
+    failed = await rig.value("supabase_backup_last_failed_timestamp_seconds", project=ref)
+    completed = await rig.value("supabase_backup_last_completed_timestamp_seconds", project=ref)
     assert failed is not None
     assert completed is not None
     assert failed > completed
-    assert rig.value("supabase_service_healthy", project=ref, service="storage") == 0
+    assert await rig.value("supabase_service_healthy", project=ref, service="storage") == 0
     assert (
-        rig.value("supabase_service_status", project=ref, service="storage", status="unhealthy")
+        await rig.value(
+            "supabase_service_status", project=ref, service="storage", status="unhealthy"
+        )
         == 1
     )
 
 
 async def test_rate_limit_reset_is_a_delta_and_is_waited_out(rig: Rig) -> None:
     rig.state.faults = ["", "429"]  # projects fine, then backups answers 429 with Reset: 5
-    assert not await rig.poller.refresh()
-    assert rig.value("supabase_management_errors_total", reason="rate_limited") == 1
+    assert not await rig.refresh()
+    assert await rig.value("supabase_management_errors_total", reason="rate_limited") == 1
     asked = len(rig.state.requests)
-    assert not await rig.poller.refresh()  # within the 5 s: backups is not asked again
+    assert not await rig.refresh()  # within the 5 s: backups is not asked again
     assert not any(p.endswith("/backups") for p, _ in rig.state.requests[asked:])
     rig.clock.t += 6
-    assert await rig.poller.refresh()
+    assert await rig.refresh()
 
 
 async def test_failures_keep_the_snapshot_until_it_is_stale(rig: Rig) -> None:
     ref = "liveproject000000001"
-    assert await rig.poller.refresh()
+    assert await rig.refresh()
     rig.state.faults = ["500", "malformed", "500"]
     rig.clock.t += 60
-    assert not await rig.poller.refresh()
-    assert rig.value("supabase_management_errors_total", reason="server") == 1
-    assert rig.value("supabase_pitr_enabled", project=ref) == 1, "the last good snapshot"
+    assert not await rig.refresh()
+    assert await rig.value("supabase_management_errors_total", reason="server") == 1
+    assert await rig.value("supabase_pitr_enabled", project=ref) == 1, "the last good snapshot"
     rig.state.faults = ["500"] * 100
     rig.clock.t += 700
-    await rig.poller.refresh()
-    assert rig.value("supabase_management_up") == 0
-    assert rig.value("supabase_pitr_enabled", project=ref) is None, "stale data is dropped"
+    await rig.refresh()
+    assert await rig.value("supabase_management_up") == 0
+    assert await rig.value("supabase_pitr_enabled", project=ref) is None, "stale data is dropped"
+
+
+async def test_one_failing_project_does_not_hide_the_others(rig: Rig) -> None:
+    live, other = "liveproject000000001", "otherproject00000001"
+    rig.state.projects[other] = FakeProject(other, "blog", pitr=False)
+    rig.state.projects[other].daily_backups(rig.clock())
+    assert await rig.refresh()
+    assert await rig.value("supabase_pitr_enabled", project=other) == 0
+    # From now on the other project's backups fail, for longer than stale_after.
+    rig.clock.t += 700
+    rig.state.faults = ["", "", "", "500"]  # projects, live backups, live health, other backups
+    assert not await rig.refresh()
+    assert await rig.value("supabase_pitr_enabled", project=live) == 1, "refreshed: served"
+    assert await rig.value("supabase_pitr_enabled", project=other) is None, "stale: dropped"
+    assert await rig.value("supabase_management_up") == 0, "no refresh succeeded in 700 s"
+    assert rig.source.known() == [live, other], "/sd still offers both"
+    assert await rig.refresh()
+    assert await rig.value("supabase_management_up") == 1
+
+
+async def test_a_rotated_token_is_read_without_a_restart(rig: Rig) -> None:
+    assert await rig.refresh()
+    rig.state.token = "sbp_ROTATED_token_987654321"
+    assert not await rig.refresh()
+    refused = await rig.value("supabase_management_errors_total", reason="auth")
+    assert refused
+    token = rig.tmp / "token"
+    token.write_text(rig.state.token + "\n")
+    st = token.stat()
+    os.utime(token, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert await rig.refresh()
+    assert await rig.value("supabase_management_errors_total", reason="auth") == refused
+
+
+async def test_a_bug_in_a_refresh_is_a_failed_refresh_not_a_dead_loop(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(doc: object, wanted: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(management, "parse_health", broken)
+    wait = await rig.source.loop.refresh_once()
+    assert wait > 0
+    assert rig.source.loop.errors["other"] == 1
+    assert "management refresh crashed" in caplog.text
+
+
+async def test_a_wrong_shape_counts_as_malformed(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert await rig.refresh()
+    # Health answers JSON that is not the documented list: a malformed answer, counted like a
+    # body that is not JSON; the project keeps its last good state.
+    monkeypatch.setattr(management, "parse_health", lambda _, wanted: parse_health({}, wanted))
+    assert not await rig.refresh()
+    assert await rig.value("supabase_management_errors_total", reason="malformed") == 1
+    ref = "liveproject000000001"
+    assert await rig.value("supabase_service_healthy", project=ref, service="db") == 1
+
+
+def test_the_collector_is_pure_and_renders_only_what_it_is_given() -> None:
+    from exporters.supabase.management import (
+        Backups,
+        ManagementView,
+        ProjectSnapshot,
+        collect,
+    )
+
+    view = ManagementView(
+        (
+            ProjectSnapshot(
+                "p1",
+                backups=Backups(counts=(("COMPLETED", 1),), pitr=None),
+                services=(("db", "COMING_UP"),),
+            ),
+        )
+    )
+    first = [(f.name, list(f.samples)) for f in collect(view)]
+    second = [(f.name, list(f.samples)) for f in collect(view)]
+    assert first == second, "rendering twice gives the same, and changes nothing"
+    got = {f.name: f.samples for f in collect(view)}
+    assert got["supabase_pitr_enabled"] == [], "unknown is left out, not 0"
+    assert [s.value for s in got["supabase_service_healthy"]] == [0.0]
 
 
 async def test_a_bad_token_is_reported_and_never_shown(
@@ -142,9 +243,9 @@ async def test_a_bad_token_is_reported_and_never_shown(
 ) -> None:
     rig.state.token = "another"
     caplog.set_level(logging.DEBUG)
-    assert not await rig.poller.refresh()
-    assert rig.value("supabase_management_errors_total", reason="auth") >= 1  # type: ignore[operator]
-    text = render({}, rig.poller).decode()
+    assert not await rig.refresh()
+    assert await rig.value("supabase_management_errors_total", reason="auth") >= 1  # type: ignore[operator]
+    text = await rig.text()
     assert TOKEN not in text
     assert TOKEN not in caplog.text
 
@@ -172,7 +273,7 @@ async def test_the_fake_is_strict(
 ) -> None:
     import httpx
 
-    async with httpx.AsyncClient(base_url=str(rig.poller.client.base_url)) as client:
+    async with httpx.AsyncClient(base_url=str(rig.source.upstream.client.base_url)) as client:
         resp = await client.get(path, headers=headers)
         assert resp.status_code == status
         assert int(resp.headers.get("X-RateLimit-Reset", "60")) <= 60
@@ -196,13 +297,10 @@ backup_like = st.dictionaries(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=json_values | backup_like)
 def test_parsers_take_any_json(doc: Any) -> None:
-    for parse in (
-        lambda d: parse_backups(d, ProjectSnapshot("p")),
-        lambda d: parse_health(d, ["db"]),
-    ):
+    for parse in (parse_backups, lambda d: parse_health(d, ["db"]), parse_projects):
         try:
             parse(doc)
-        except ApiError as exc:
+        except UpstreamError as exc:
             assert exc.reason == "malformed"
 
 
@@ -210,17 +308,20 @@ async def test_a_full_refresh_produces_exactly_the_declared_series(rig: Rig) -> 
     from exporters.supabase.management import SAMPLE_NAMES
 
     rig.state.projects["liveproject000000001"].backups.insert(0, (rig.clock() - 60, "FAILED"))
-    assert await rig.poller.refresh()
-    names = {n for (n, _) in rig.metrics()} - {"supabase_build_info"}
-    assert names == SAMPLE_NAMES
+    assert await rig.refresh()
+    names = {n for (n, _) in await rig.metrics()}
+    # The shared app's own two; no unlabelled supabase_up (that one is per database), and no
+    # supabase_management_refresh_errors_total beside supabase_management_errors_total.
+    assert names - SAMPLE_NAMES == {"supabase_build_info", "supabase_scrape_duration_seconds"}
+    assert names >= SAMPLE_NAMES
 
 
 @pytest.mark.integration
 async def test_management_output_passes_promtool(rig: Rig, promtool: str) -> None:
     import subprocess
 
-    assert await rig.poller.refresh()
-    text = render({}, rig.poller)
+    assert await rig.refresh()
+    text = (await rig.text()).encode()
     res = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, check=False
     )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from exporters.supabase.app import Exporter, make_app
+from exporters.supabase.app import SupabaseExporter, make_app
 from exporters.supabase.config import SupabaseConfig
 from fakes.supabase_metrics import make_app as fake_metrics
 
@@ -38,7 +38,7 @@ async def client_for(
             }
         }
     )
-    c: TestClient = await aiohttp_client(make_app(Exporter(cfg, {})))
+    c: TestClient = await aiohttp_client(make_app(SupabaseExporter(cfg)))
     return c
 
 
@@ -119,3 +119,19 @@ async def test_probe_output_passes_promtool(
         [promtool, "check", "metrics"], input=body, capture_output=True, check=False
     )
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+
+
+def test_sd_offers_projects_the_management_api_discovered_when_they_have_a_key(
+    tmp_path: Path,
+) -> None:
+    from exporters.supabase.config import ProjectMetrics
+    from exporters.supabase.project_metrics import ProjectMetricsProxy
+
+    (tmp_path / "projone").write_text(KEY)
+    (tmp_path / "found").write_text(KEY)
+    cfg = ProjectMetrics(keys_dir=tmp_path, projects=["projone"])
+    known = ["found", "nokeyfile"]
+    proxy = ProjectMetricsProxy(cfg, lambda: known)
+    assert proxy.projects() == ["found", "projone"]
+    known.remove("found")  # paused or gone: the next /sd drops it
+    assert proxy.projects() == ["projone"]

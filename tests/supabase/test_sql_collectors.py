@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from exporters.supabase.app import Exporter, render
+from exporters.supabase.app import SupabaseExporter, make_app
 from exporters.supabase.config import SupabaseConfig
 from exporters.supabase.sql import statement_shape, statement_text
 from tests.pg_cluster import Cluster, throwaway_cluster
-from tests.vercel.helpers import samples
+from tests.supabase.helpers import samples, scrape_text
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +55,11 @@ def config(c: Cluster, **db: Any) -> SupabaseConfig:
 
 
 async def scrape(cfg: SupabaseConfig) -> str:
-    e = Exporter(cfg, {})
+    e = SupabaseExporter(cfg)
     try:
-        return render(await e.scrape()).decode()
+        return await scrape_text(e)
     finally:
-        await e.close()
+        await e.aclose()
 
 
 async def test_every_collector_succeeds_and_names_the_slow_statement(cluster: Cluster) -> None:
@@ -190,9 +190,9 @@ async def test_an_unreachable_database_is_reported_within_the_budget() -> None:
 
 
 async def test_the_exporter_never_holds_more_connections_than_allowed(cluster: Cluster) -> None:
-    e = Exporter(config(cluster, max_connections=1), {})
+    e = SupabaseExporter(config(cluster, max_connections=1))
     try:
-        await asyncio.gather(*(e.scrape() for _ in range(5)))
+        await asyncio.gather(*(e.snapshot() for _ in range(5)))
         with psycopg.connect(cluster.dsn()) as conn:
             n = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wsinfra-supabase-exporter'"
@@ -200,7 +200,7 @@ async def test_the_exporter_never_holds_more_connections_than_allowed(cluster: C
         assert n is not None
         assert n[0] <= 1
     finally:
-        await e.close()
+        await e.aclose()
 
 
 def test_statement_text_and_shape() -> None:
@@ -220,6 +220,67 @@ async def test_a_full_scrape_produces_exactly_the_declared_series(cluster: Clust
     assert names <= SAMPLE_NAMES, names - SAMPLE_NAMES
     # A primary without replicas has no replication lag to report.
     assert SAMPLE_NAMES - names == {"supabase_db_replication_lag_seconds"}
+
+
+async def test_metrics_over_http_has_one_supabase_up_per_database(
+    cluster: Cluster, aiohttp_client: Any
+) -> None:
+    cfg = SupabaseConfig.model_validate(
+        {
+            "databases": [
+                {"name": "proj", "conninfo": cluster.dsn()},
+                {"name": "copy", "conninfo": cluster.dsn(), "disabled_collectors": ["statements"]},
+            ]
+        }
+    )
+    client = await aiohttp_client(make_app(SupabaseExporter(cfg)))
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    text = await resp.text()
+    # The shared app's unlabelled supabase_up is not served: supabase_up is per database.
+    assert text.count("# TYPE supabase_up gauge") == 1
+    got = samples(text)
+    ups = {k: v for k, v in got.items() if k[0] == "supabase_up"}
+    assert ups == {
+        ("supabase_up", frozenset({("project", "proj")})): 1.0,
+        ("supabase_up", frozenset({("project", "copy")})): 1.0,
+    }
+    assert ("supabase_scrape_duration_seconds", frozenset()) in got
+    assert any(n == "supabase_build_info" for (n, _) in got)
+    collectors = {
+        dict(ls)["collector"]
+        for (n, ls) in got
+        if n == "supabase_sql_collector_success" and dict(ls)["project"] == "copy"
+    }
+    assert "statements" not in collectors, "a disabled collector is left out"
+    assert (await client.get("/-/ready")).status == 200
+    assert "copy" in await (await client.get("/")).text()
+
+
+def test_the_password_file_is_read_at_each_new_connection(tmp_path: Any) -> None:
+    from common.postgres import connect_kwargs
+
+    pw = tmp_path / "pw"
+    pw.write_text("first\n")
+    cfg = SupabaseConfig.model_validate(
+        {
+            "databases": [
+                {
+                    "name": "p",
+                    "conninfo": "host=127.0.0.1 dbname=x user=y",
+                    "password_file": str(pw),
+                    "statement_timeout": "3s",
+                    "max_connections": 3,
+                }
+            ]
+        }
+    )
+    pg = cfg.databases[0].connection()
+    assert (pg.statement_timeout, pg.pool_min, pg.pool_max, pg.acquire_timeout) == (3.0, 0, 3, 8.0)
+    assert connect_kwargs(pg, "t")["password"] == "first"
+    pw.write_text("second\n")
+    assert connect_kwargs(pg, "t")["password"] == "second", "a rotation needs no restart"
+    assert connect_kwargs(pg, "t")["connect_timeout"] == 3
 
 
 def test_the_example_config_is_valid() -> None:
