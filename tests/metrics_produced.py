@@ -14,9 +14,6 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
-from exporters.billing.metrics import SAMPLE_NAMES as BILLING_SAMPLE_NAMES
-from exporters.supabase.management import SAMPLE_NAMES as SUPABASE_API_SAMPLE_NAMES
-from exporters.supabase.scrape import SAMPLE_NAMES as SUPABASE_SAMPLE_NAMES
 from tests.conftest import ROOT
 from tests.golden import golden_sample_names
 
@@ -152,9 +149,6 @@ def produced() -> frozenset[str]:
         golden_sample_names()
         | _recorder_metric_names()
         | _vercel_metric_names()
-        | SUPABASE_SAMPLE_NAMES
-        | SUPABASE_API_SAMPLE_NAMES
-        | BILLING_SAMPLE_NAMES
         | recorded_names()
         | EXTERNAL
     )

@@ -18,37 +18,6 @@ from exporters.billing.sources import ERROR_REASONS
 CACHED = "Refreshed in the background (hourly by default); /metrics serves the last refresh."
 UP_HELP = "1 if every source's last refresh succeeded. " + CACHED
 
-# Every sample name the exporter can produce (tests check this against a live refresh and the
-# golden file tests/golden/billing.prom).
-SAMPLE_NAMES = frozenset(
-    {
-        "billing_build_info",
-        "billing_up",
-        "billing_scrape_duration_seconds",
-        "billing_source_up",
-        "billing_source_last_success_timestamp_seconds",
-        "billing_source_refresh_duration_seconds",
-        "billing_source_newest_data_timestamp_seconds",
-        "billing_source_max_data_age_seconds",
-        "billing_source_requests_total",
-        "billing_source_errors_total",
-        "billing_rows_total",
-        "billing_rows_rejected_total",
-        "billing_month_to_date_billed_cost_usd",
-        "billing_month_to_date_effective_cost_usd",
-        "billing_month_to_date_service_cost_usd",
-        "billing_monthly_budget_usd",
-        "billing_month_end_projected_cost_usd",
-        "billing_usage_run_rate_usd_per_day",
-        "billing_previous_month_cost_usd",
-        "billing_last_day_usage_cost_usd",
-        "billing_daily_usage_baseline_usd",
-        "billing_month_elapsed_ratio",
-        "billing_cost_tracking_last_success_timestamp_seconds",
-        "billing_cost_tracking_errors_total",
-    }
-)
-
 
 def collect(snap: Snapshot) -> Iterator[Metric]:
     up = GaugeMetricFamily(

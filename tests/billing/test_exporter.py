@@ -17,9 +17,9 @@ import yaml
 
 from exporters.billing import metrics
 from exporters.billing.app import make_app
-from exporters.billing.metrics import SAMPLE_NAMES
 from tests.billing.helpers import OPENAI_KEY, VERCEL_TOKEN, rig, samples
 from tests.conftest import ROOT
+from tests.golden import golden_sample_names
 
 
 @pytest.mark.integration
@@ -34,8 +34,9 @@ async def test_output_passes_promtool_and_names_are_exactly_the_documented_ones(
     )
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
     names = {name for name, _ in samples(text)}
-    assert names <= SAMPLE_NAMES
-    missing = SAMPLE_NAMES - names - {"billing_cost_tracking_last_success_timestamp_seconds"}
+    every = golden_sample_names("billing")
+    assert names <= every
+    missing = every - names - {"billing_cost_tracking_last_success_timestamp_seconds"}
     assert not missing, missing
     assert (
         samples(text)[("billing_cost_tracking_errors_total", frozenset({("reason", "schema")}))]
@@ -73,7 +74,7 @@ async def test_the_app_serves_the_background_jobs_first_round(tmp_path: Path) ->
         page = await (await client.get("/")).text()
     got = samples(text)
     assert got[("billing_up", frozenset())] == 1
-    assert {n for n, _ in got} <= SAMPLE_NAMES
+    assert {n for n, _ in got} <= golden_sample_names("billing")
     assert "billing_scrape_duration_seconds" in {n for n, _ in got}
     for source in ("vercel", "openai", "supabase"):
         assert got[("billing_source_up", frozenset({("source", source)}))] == 1

@@ -43,10 +43,11 @@ def check_golden(name: str, text: str) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def golden_sample_names() -> set[str]:
-    """Every sample name in the golden files (with _total, _bucket, _info … as exposed)."""
+def golden_sample_names(exporter: str = "*") -> set[str]:
+    """Every sample name in the golden files (with _total, _bucket, _info … as exposed), of all
+    exporters or of one."""
     names: set[str] = set()
-    for path in HERE.glob("*.prom"):
+    for path in HERE.glob(f"{exporter}.prom"):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line and not line.startswith("#"):
                 names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
