@@ -16,9 +16,33 @@ from compose.demo import (
     demo_vercel_config,
 )
 from compose.demo import dump as dump_uptime
-from compose.prometheus_config import dump, prometheus_config
+from compose.prometheus_config import dump, prometheus_config, targets
+from compose.service import Service
+from compose.services import ALERTMANAGER, PROMETHEUS, SERVICES
 
 HERE = Path(__file__).resolve().parent
+
+
+def in_compose(service: Service) -> bool:
+    """compose/compose.yaml runs the service (of the same name) when its port has a container port."""
+    return service.port.container is not None
+
+
+def compose_address(service: Service) -> str:
+    """host:port of the service inside compose's network; Prometheus scrapes itself on localhost."""
+    host = "localhost" if service.name == PROMETHEUS else service.name
+    return f"{host}:{service.port.container}"
+
+
+def compose_url(key: str) -> str:
+    """http://service:port inside compose for the port `key` (a Port.key of the table)."""
+    for service in SERVICES:
+        for port in service.ports:
+            if port.key == key and port.container is not None:
+                return f"http://{service.name}:{port.container}"
+    raise KeyError(f"no compose service publishes port {key}")
+
+
 OUT = HERE / "prometheus" / "prometheus.yml"
 UPTIME_OUT = HERE / "uptime" / "uptime.yaml"
 VERCEL_OUT = HERE / "vercel" / "vercel.yaml"
@@ -26,8 +50,8 @@ SUPABASE_OUT = HERE / "supabase" / "supabase.yaml"
 BILLING_OUT = HERE / "billing" / "billing.yaml"
 BILLING = {
     **demo_billing_config(
-        "http://billing-api:9786",
-        "http://billing-api:9787",
+        compose_url("BILLING_VERCEL_API"),
+        compose_url("BILLING_OPENAI_API"),
         "/run/secrets",
         "/var/lib/wsinfra/invoices",
     ),
@@ -50,10 +74,10 @@ SUPABASE = {
         }
     ],
     "management": demo_supabase_management(
-        "http://supabase-api:9785", "/run/secrets/supabase_access_token"
+        compose_url("SUPABASE_API"), "/run/secrets/supabase_access_token"
     ),
     "project_metrics": demo_project_metrics(
-        "http://supabase-api:9785", "/run/secrets/supabase_keys"
+        compose_url("SUPABASE_API"), "/run/secrets/supabase_keys"
     ),
 }
 SUPABASE_HEADER = (
@@ -72,25 +96,20 @@ UPTIME_HEADER = (
     "# service. For real monitoring, replace this file's mount with your own targets.\n"
 )
 
-# Compose runs one uptime exporter per simulated region; in production each region's
-# exporter runs in that region and is scraped (or federated) with the same labels.
-COMPOSE_REGIONS = {"us-east": "uptime-us-east:9701", "eu-west": "uptime-eu-west:9701"}
-
 
 def render(rules: AlertRulesConfig | None = None) -> str:
-    """prometheus.yml, its evaluation interval from `rules` (default alert_rules/config.yaml)."""
+    """prometheus.yml, its evaluation interval from `rules` (default alert_rules/config.yaml):
+    every scrape job of every service compose runs (compose runs one uptime exporter per
+    simulated region; in production each region's exporter runs in that region and is scraped,
+    or federated, with the same labels)."""
+    compose = [s for s in SERVICES if in_compose(s)]
+    alertmanager = next(s for s in compose if s.name == ALERTMANAGER)
     return dump(
         prometheus_config(
             rules=rules if rules is not None else load_rules(),
-            uptime_by_region=COMPOSE_REGIONS,
-            alertmanager="alertmanager:9093",
             rule_files=["/etc/prometheus/rules/*.yml"],
-            self_address="localhost:9090",
-            recorder="recorder:9700",
-            vercel="vercel:9703",
-            supabase="supabase:9704",
-            supabase_projects_sd="http://supabase:9704/sd",
-            billing="billing:9705",
+            alertmanager=compose_address(alertmanager),
+            targets=targets(compose, compose_address),
         ),
         HEADER,
     )
@@ -99,12 +118,12 @@ def render(rules: AlertRulesConfig | None = None) -> str:
 def outputs() -> dict[Path, str]:
     return {
         OUT: render(),
-        UPTIME_OUT: dump_uptime(demo_uptime_config("http://platform:9780"), UPTIME_HEADER),
+        UPTIME_OUT: dump_uptime(demo_uptime_config(compose_url("PLATFORM")), UPTIME_HEADER),
         SUPABASE_OUT: dump_uptime(SUPABASE, SUPABASE_HEADER),
         BILLING_OUT: dump_uptime(BILLING, BILLING_HEADER),
         VERCEL_OUT: dump_uptime(
             demo_vercel_config(
-                "http://vercel-api:9783", "/run/secrets", "/var/lib/wsinfra/vercel/state.json"
+                compose_url("VERCEL_API"), "/run/secrets", "/var/lib/wsinfra/vercel/state.json"
             ),
             VERCEL_HEADER,
         ),

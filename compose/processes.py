@@ -58,9 +58,12 @@ def promtool_binary() -> str:
     return find_binary("promtool")
 
 
+# Debian names the binary prometheus-alertmanager; upstream tarballs and images alertmanager.
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+
+
 def alertmanager_binary() -> str:
-    # Debian names the binary prometheus-alertmanager; upstream tarballs and images alertmanager.
-    return find_binary("prometheus-alertmanager", "alertmanager")
+    return find_binary(*ALERTMANAGER_BINARIES)
 
 
 def amtool_binary() -> str:
@@ -68,8 +71,11 @@ def amtool_binary() -> str:
 
 
 def prometheus_argv(config: Path, port: int, data_dir: Path) -> list[str]:
+    return [prometheus_binary(), *prometheus_flags(config, port, data_dir)]
+
+
+def prometheus_flags(config: Path, port: int, data_dir: Path) -> list[str]:
     return [
-        prometheus_binary(),
         f"--config.file={config}",
         f"--web.listen-address=127.0.0.1:{port}",
         f"--web.external-url=http://127.0.0.1:{port}/",
@@ -81,8 +87,11 @@ def prometheus_argv(config: Path, port: int, data_dir: Path) -> list[str]:
 
 
 def alertmanager_argv(config: Path, port: int, data_dir: Path) -> list[str]:
+    return [alertmanager_binary(), *alertmanager_flags(config, port, data_dir)]
+
+
+def alertmanager_flags(config: Path, port: int, data_dir: Path) -> list[str]:
     return [
-        alertmanager_binary(),
         f"--config.file={config}",
         f"--web.listen-address=127.0.0.1:{port}",
         f"--web.external-url=http://127.0.0.1:{port}/",

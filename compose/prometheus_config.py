@@ -1,36 +1,52 @@
-"""One function that writes Prometheus's config, for compose (committed) and the local stack."""
+"""One function that writes Prometheus's config, for compose (committed) and the local stack:
+its scrape jobs are those of the table's rows (compose/services.py), at their addresses."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from alert_rules.config import AlertRulesConfig, prom_duration
+from compose.service import Scrape, Service
 
-# The uptime job is scraped often: detection time is the floor of alert latency, and the
-# exporter serves cached results, so a scrape costs it little.
-UPTIME_SCRAPE_INTERVAL = "5s"
-UPTIME_SCRAPE_TIMEOUT = "4s"
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One service in one of its scrape jobs, at `address` (host:port)."""
+
+    scrape: Scrape
+    address: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def targets(
+    services: Iterable[Service],
+    address: Callable[[Service], str],
+    scraped: Callable[[Scrape], bool] = lambda scrape: True,
+) -> list[Target]:
+    """The scrape targets of `services` (in their order), each at `address(service)`; an
+    uptime exporter's region is a target label, set here, never by the exporter."""
+    return [
+        Target(scrape, address(s), {"region": s.region} if s.region else {})
+        for s in services
+        for scrape in s.scrapes
+        if scraped(scrape)
+    ]
 
 
 def prometheus_config(
     *,
     rules: AlertRulesConfig,
-    uptime_by_region: Mapping[str, str],
-    alertmanager: str,
     rule_files: list[str],
-    self_address: str,
-    recorder: str,
-    vercel: str | None = None,
-    supabase: str | None = None,
-    supabase_projects_sd: str | None = None,
-    billing: str | None = None,
+    alertmanager: str,
+    targets: Sequence[Target],
 ) -> dict[str, Any]:
     """`rules`: the alert rules' config, whose evaluation_interval the rules' `for` durations
-    are tuned for (alert_rules/config.yaml); `uptime_by_region`: region → host:port of that
-    region's uptime exporter."""
+    are tuned for (alert_rules/config.yaml); `alertmanager`: host:port alerts go to; `targets`:
+    one job per job name, in the order the names first appear."""
     return {
         "global": {
             "scrape_interval": "15s",
@@ -39,76 +55,39 @@ def prometheus_config(
         },
         "rule_files": rule_files,
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
-        "scrape_configs": [
-            {
-                "job_name": "uptime",
-                "scrape_interval": UPTIME_SCRAPE_INTERVAL,
-                "scrape_timeout": UPTIME_SCRAPE_TIMEOUT,
-                # The region is a target label, set here per exporter, never by the exporter.
-                "static_configs": [
-                    {"targets": [addr], "labels": {"region": region}}
-                    for region, addr in sorted(uptime_by_region.items())
-                ],
-            },
-            # Deploy-aware alerts read the recorder's deployment series: scrape it often enough
-            # that a deploy is known before the alerts it may cause.
-            {
-                "job_name": "recorder",
-                "scrape_interval": "15s",
-                "static_configs": [{"targets": [recorder]}],
-            },
-            *(
-                [{"job_name": "vercel", "static_configs": [{"targets": [vercel]}]}]
-                if vercel
-                else []
-            ),
-            # SQL collectors run on scrape, each query under its statement timeout and the
-            # whole under the exporter's budget (8 s): the timeout leaves room for it.
-            *(
-                [
-                    {
-                        "job_name": "supabase",
-                        "scrape_interval": "15s",
-                        "scrape_timeout": "10s",
-                        "static_configs": [{"targets": [supabase]}],
-                    }
-                ]
-                if supabase
-                else []
-            ),
-            # Supabase's own per-project metrics, through the exporter (which holds the keys):
-            # targets from its HTTP SD, one scrape per project. Supabase updates them each minute.
-            *(
-                [
-                    {
-                        "job_name": "supabase-projects",
-                        "scrape_interval": "60s",
-                        "scrape_timeout": "20s",
-                        "metrics_path": "/probe",
-                        "http_sd_configs": [
-                            {"url": supabase_projects_sd, "refresh_interval": "1m"}
-                        ],
-                    }
-                ]
-                if supabase_projects_sd
-                else []
-            ),
-            # Costs are refreshed in the background (hourly); /metrics serves the last refresh.
-            *(
-                [
-                    {
-                        "job_name": "billing",
-                        "scrape_interval": "30s",
-                        "static_configs": [{"targets": [billing]}],
-                    }
-                ]
-                if billing
-                else []
-            ),
-            {"job_name": "prometheus", "static_configs": [{"targets": [self_address]}]},
-            {"job_name": "alertmanager", "static_configs": [{"targets": [alertmanager]}]},
-        ],
+        "scrape_configs": scrape_configs(targets),
     }
+
+
+def scrape_configs(targets: Sequence[Target]) -> list[dict[str, Any]]:
+    jobs: dict[str, list[Target]] = {}
+    for t in targets:
+        jobs.setdefault(t.scrape.job, []).append(t)
+    return [_job(ts) for ts in jobs.values()]
+
+
+def _job(targets: list[Target]) -> dict[str, Any]:
+    scrape = targets[0].scrape
+    if any(t.scrape != scrape for t in targets):
+        raise ValueError(f"services scraped by job {scrape.job} disagree on how")
+    job: dict[str, Any] = {"job_name": scrape.job}
+    if scrape.interval:
+        job["scrape_interval"] = scrape.interval
+    if scrape.timeout:
+        job["scrape_timeout"] = scrape.timeout
+    if scrape.metrics_path:
+        job["metrics_path"] = scrape.metrics_path
+    if scrape.sd_path:
+        job["http_sd_configs"] = [
+            {"url": f"http://{t.address}{scrape.sd_path}", "refresh_interval": scrape.sd_refresh}
+            for t in targets
+        ]
+    else:
+        job["static_configs"] = [
+            {"targets": [t.address], **({"labels": t.labels} if t.labels else {})}
+            for t in sorted(targets, key=lambda t: (sorted(t.labels.items()), t.address))
+        ]
+    return job
 
 
 def dump(doc: dict[str, Any], header: str) -> str:

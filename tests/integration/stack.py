@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from compose.database import drop_database
+from compose.service import Stack as StackConfig
+from compose.services import SERVICES
 from compose.stack import isolated_env
 from tests.conftest import ROOT, binary
 
@@ -101,8 +103,10 @@ def running_stack(
     assert res.returncode == 0, res.stdout + res.stderr + s.logs()
     assert "DEMO" in res.stdout
     assert "dashboards/generated" in res.stdout, "up says where the dashboards are"
-    for name in ("PROMETHEUS", "ALERTMANAGER", "SINK", "UPTIME_US_EAST"):
-        assert f":{s.ports[name]}" in res.stdout, f"up does not print where {name} listens"
+    # Every service the DEMO runs (a row of compose/services.py) is printed with its address.
+    for service in StackConfig(SERVICES, s.env).services:
+        shown = f"{service.name:15} http://127.0.0.1:{s.ports[service.port.key]}/"
+        assert shown in res.stdout, f"up does not print where {service.name} listens"
     try:
         yield s
     finally:

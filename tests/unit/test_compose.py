@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import yaml
 
 from common.config import load_config
+from compose import processes, services
+from compose import stack as stack_cli
 from compose.build import main as build_main
+from compose.prometheus_config import targets
+from compose.service import PORT_ENV, Port, Python, Scrape, Service, Stack
+from compose.stack import isolated_env
 from exporters.uptime.config import UptimeConfig
 from tests.conftest import ROOT
 
@@ -222,3 +230,198 @@ def test_compose_billing_config_is_valid_and_its_secrets_are_provided() -> None:
         for v in DOC["services"]["billing-api"]["volumes"]
     )
     assert cfg.cost_tracking.conninfo.startswith("host=postgres ")
+
+
+# --- The local stack's table (compose/services.py) drives the runner, isolated_env, the
+# Prometheus configs and compose.
+
+
+def test_every_port_of_the_table_has_its_own_env_var_and_isolated_env_honours_it(
+    tmp_path: Path,
+) -> None:
+    every = services.every_port()
+    assert all(PORT_ENV.fullmatch(p.env) for p in every), [p.env for p in every]
+    assert len({p.env for p in every}) == len(every), "two ports share an env var"
+    env, ports = isolated_env(tmp_path)
+    assert set(ports) == {p.key for p in every}
+    assert len(set(ports.values())) == len(ports), "isolated_env handed out a port twice"
+    stack = Stack(services.SERVICES, env)
+    for p in every:
+        assert env[p.env] == str(ports[p.key])
+        assert stack.port(p.key) == ports[p.key], f"{p.env} is not honoured"
+    assert stack.demo, "isolated_env runs the DEMO"
+    for s in stack.services:
+        assert f":{ports[s.port.key]}/" in stack.shown(s)
+        assert stack.ready_url(s).startswith(
+            f"http://127.0.0.1:{ports[s.ready_port or s.port.key]}/"
+        )
+
+
+def test_the_services_of_one_mode_never_share_a_default_port(tmp_path: Path) -> None:
+    for stack in (_stack(tmp_path / "demo"), _stack(tmp_path / "real", real=True)):
+        defaults = [p.default for s in stack.services for p in s.ports]
+        assert len(set(defaults)) == len(defaults), defaults
+
+
+def test_every_scraped_service_compose_runs_is_a_job_in_compose_prometheus_config() -> None:
+    doc = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
+    jobs = {sc["job_name"]: sc for sc in doc["scrape_configs"]}
+    expected: set[str] = set()
+    for s in services.SERVICES:
+        if s.port.container is None:
+            continue
+        host = "localhost" if s.name == services.PROMETHEUS else s.name
+        address = f"{host}:{s.port.container}"
+        for scrape in s.scrapes:
+            expected.add(scrape.job)
+            job = jobs[scrape.job]
+            if scrape.sd_path:
+                assert {"url": f"http://{address}{scrape.sd_path}", "refresh_interval": "1m"} in (
+                    job["http_sd_configs"]
+                )
+            else:
+                labels = {"region": s.region} if s.region else None
+                assert any(
+                    sc["targets"] == [address] and sc.get("labels") == labels
+                    for sc in job["static_configs"]
+                ), (s.name, job)
+            assert job.get("scrape_interval") == scrape.interval
+    assert set(jobs) == expected, "a job without a row, or a row without its job"
+    assert doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093"
+    ]
+
+
+def test_compose_yaml_runs_every_service_of_the_table_on_its_ports() -> None:
+    for s in services.SERVICES:
+        if s.port.container is None:
+            assert s.name not in DOC["services"], f"{s.name}: in compose, but no container port"
+            continue
+        svc = DOC["services"][s.name]
+        for p in s.ports:
+            if p.container is not None:
+                assert f"127.0.0.1:{p.default}:{p.container}" in svc["ports"], (s.name, p)
+        ready_port = next(p for p in s.ports if p.key == (s.ready_port or s.port.key))
+        assert f"localhost:{ready_port.container}{s.ready}" in " ".join(svc["healthcheck"]["test"])
+        if "demo" in svc.get("profiles", []):
+            assert s.demo_only, f"{s.name}: compose runs it in the demo profile only"
+
+
+def test_the_local_stack_runs_and_scrapes_what_its_mode_enables(tmp_path: Path) -> None:
+    def jobs(stack: Stack) -> list[str]:
+        found = targets(
+            stack.services,
+            lambda s: stack.listen(s.port.key),
+            lambda sc: sc.enabled_when(stack),
+        )
+        return list(dict.fromkeys(t.scrape.job for t in found))
+
+    demo = _stack(tmp_path / "demo")
+    assert [s.name for s in demo.services] == [
+        "platform", "sink", "supabase-api", "vercel-api", "billing-api", "uptime-us-east",
+        "uptime-eu-west", "vercel", "recorder", "supabase", "billing", "alertmanager", "prometheus",
+    ]  # fmt: skip
+    assert jobs(demo) == [
+        "uptime", "vercel", "recorder", "supabase", "supabase-projects", "billing", "alertmanager",
+        "prometheus",
+    ]  # fmt: skip
+    real = _stack(tmp_path / "real", real=True)
+    assert [s.name for s in real.services] == [
+        "uptime", "recorder", "supabase", "alertmanager", "prometheus",
+    ]  # fmt: skip
+    assert jobs(real) == ["uptime", "recorder", "supabase", "alertmanager", "prometheus"]
+    # Vercel and billing join when their config exists; Supabase's projects with project_metrics.
+    for name in ("vercel.yaml", "billing.yaml"):
+        (tmp_path / "real" / "config" / name).write_text("{}\n")
+    (tmp_path / "real" / "config" / "supabase.yaml").write_text("project_metrics: {}\n")
+    real = _stack(tmp_path / "real", real=True)
+    assert [s.name for s in real.services] == [
+        "uptime", "vercel", "recorder", "supabase", "billing", "alertmanager", "prometheus",
+    ]  # fmt: skip
+    assert "supabase-projects" in jobs(real)
+
+
+def test_a_new_row_is_started_shown_by_status_scraped_and_stopped(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    promtool: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One row more in the table: `up` starts it with its writer's arguments and waits for its
+    ready path, `status` shows its address and label, Prometheus scrapes it, `down` stops it."""
+    fake = Service(
+        name="fake-exporter",
+        program=Python("fake_exporter"),
+        port=Port("WSINFRA_FAKE_EXPORTER_PORT", 19799),
+        config=lambda stack, s: ["--listen", stack.listen(s.port.key)],
+        ready="/-/ready",
+        label="a fake exporter",
+        shown_path="/metrics",
+        scrapes=(Scrape("fake", interval="7s"),),
+    )
+
+    def stub(stack: Stack, s: Service) -> list[str]:
+        return []
+
+    # Every other row without its side effects (database, binaries), except Prometheus's
+    # config writer: the config it writes is the one under test.
+    table = [
+        replace(
+            s,
+            program=Python(f"stub.{s.name}"),
+            config=s.config if s.name == services.PROMETHEUS else stub,
+        )
+        for s in services.SERVICES
+    ]
+    table.insert(-2, fake)  # before Alertmanager and Prometheus
+    monkeypatch.setattr(services, "SERVICES", tuple(table))
+    monkeypatch.setenv("WSINFRA_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("WSINFRA_CONFIG_DIR", str(tmp_path / "no-config"))
+    monkeypatch.setenv("WSINFRA_FAKE_EXPORTER_PORT", "29799")
+    started: dict[str, list[str]] = {}
+    children: list[subprocess.Popen[bytes]] = []
+    ready: list[str] = []
+
+    def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        started[log.stem] = argv
+        children.append(processes.spawn(["sleep", "60"], log))  # something alive to stop
+        return children[-1]
+
+    monkeypatch.setattr(stack_cli, "spawn", spawn)
+    monkeypatch.setattr(stack_cli, "wait_ready", lambda url, **kw: ready.append(url))
+
+    assert "FAKE_EXPORTER" in isolated_env(tmp_path / "iso")[1]
+    try:
+        assert stack_cli.main(["up"]) == 0
+        line = "[up  ] fake-exporter   http://127.0.0.1:29799/metrics  (a fake exporter)"
+        assert line in capsys.readouterr().out
+        assert stack_cli.main(["status"]) == 0
+        assert line in capsys.readouterr().out
+    finally:
+        assert stack_cli.main(["down"]) == 0
+        for child in children:
+            child.wait(5)
+    assert "stopped fake-exporter" in capsys.readouterr().out
+    assert stack_cli.main(["status"]) == 3
+    assert started["fake-exporter"] == [
+        sys.executable, "-m", "fake_exporter", "--listen", "127.0.0.1:29799",
+    ]  # fmt: skip
+    assert "http://127.0.0.1:29799/-/ready" in ready
+    prom = yaml.safe_load((tmp_path / "run" / "config" / "prometheus.yml").read_text())
+    job = next(sc for sc in prom["scrape_configs"] if sc["job_name"] == "fake")
+    assert job == {
+        "job_name": "fake",
+        "scrape_interval": "7s",
+        "static_configs": [{"targets": ["127.0.0.1:29799"]}],
+    }
+
+
+def _stack(base: Path, *, real: bool = False) -> Stack:
+    """A stack under `base` on the default ports: the DEMO, or real mode (config/uptime.yaml)."""
+    config = base / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    if real:
+        (config / "uptime.yaml").write_text("targets: []\n")
+    return Stack(
+        services.SERVICES, {"WSINFRA_RUN_DIR": str(base / "run"), "WSINFRA_CONFIG_DIR": str(config)}
+    )
