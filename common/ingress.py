@@ -168,18 +168,26 @@ def fits_int(value: int, bits: int = 32) -> bool:
     return -limit <= value < limit
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def loads_json(text: bytes | str) -> Any:
     """RFC 8259 JSON for bodies too big for strict_json's depth scan (a Python loop over every
-    byte): NaN and Infinity are refused, and nesting deeper than the interpreter's recursion
-    limit is refused by the C parser's own check (nothing a caller does after parsing may then
-    recurse on the document). Strings are not checked: see find_bad_string, find_long_string."""
+    byte): UTF-8 only (so no encoded surrogates), NaN and Infinity refused, and nesting deeper
+    than the interpreter's recursion limit refused by the C parser's own check (nothing a caller
+    does after parsing may then recurse on the document). Strings are not checked: see
+    find_bad_string and find_long_string."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text).removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+        return _DECODER.decode(text)
     except BadRequest:
         raise
     except RecursionError:
         raise BadRequest("invalid_json", "nested too deeply", 400) from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise BadRequest("invalid_json", f"body is not UTF-8 (byte {exc.start})", 400) from None
+    except ValueError as exc:
         # json's messages carry a position, never the input.
         raise BadRequest("invalid_json", f"body is not JSON: {str(exc)[:200]}", 400) from None
 

@@ -123,7 +123,10 @@ def outputs() -> dict[Path, str]:
         BILLING_OUT: dump_uptime(BILLING, BILLING_HEADER),
         VERCEL_OUT: dump_uptime(
             demo_vercel_config(
-                compose_url("VERCEL_API"), "/run/secrets", "/var/lib/wsinfra/vercel/state.json"
+                compose_url("VERCEL_API"),
+                "/run/secrets",
+                "/var/lib/wsinfra/vercel/state.json",
+                spool_dir="/var/lib/wsinfra/vercel/spool",
             ),
             VERCEL_HEADER,
         ),

@@ -79,8 +79,12 @@ VERCEL_SECRET_FILES = {
 }
 
 
-def demo_vercel_config(api_url: str, secrets_dir: str, state_file: str) -> dict[str, Any]:
-    """The Vercel exporter against the DEMO API, with all three drains fed by the demo feed."""
+def demo_vercel_config(
+    api_url: str, secrets_dir: str, state_file: str, spool_dir: str | None = None
+) -> dict[str, Any]:
+    """The Vercel exporter against the DEMO API, with all three drains fed by the demo feed.
+    `spool_dir`: where signed drain bodies over 1 MiB wait for their signature check (compose's
+    root filesystem is read-only, so there it is on the state volume)."""
     sec = secrets_dir.rstrip("/")
     return {
         "api": {
@@ -98,6 +102,7 @@ def demo_vercel_config(api_url: str, secrets_dir: str, state_file: str) -> dict[
                 for name in ("logs", "traces", "speed_insights")
             },
             "verify_code_file": f"{sec}/{VERCEL_SECRET_FILES['verify_code_file']}",
+            **({"spool_dir": spool_dir} if spool_dir else {}),
         },
     }
 

@@ -18,6 +18,8 @@ from dashboards.lib import Dashboard, Prom, runbook, stat, table, timeseries
 
 SEL = 'environment="$environment", project=~"$project", region=~"$vercel_region"'
 P = 'project=~"$project"'
+# Web Vitals of the selected environment only: a preview's page loads are not production's.
+PE = 'environment="$environment", project=~"$project"'
 
 DASHBOARD = Dashboard(
     uid="wsinfra-vercel",
@@ -160,11 +162,11 @@ DASHBOARD = Dashboard(
         ),
         timeseries(
             "Web Vitals p75",
-            "75th percentile of LCP, FCP, INP and TTFB measured in visitors' browsers (Speed Insights), over 30 minutes. Google's 'good': LCP 2.5 s, FCP 1.8 s, INP 200 ms, TTFB 800 ms.",
+            "75th percentile of LCP, FCP, INP and TTFB measured in visitors' browsers (Speed Insights) on the selected environment's deployments, over 30 minutes. Google's 'good': LCP 2.5 s, FCP 1.8 s, INP 200 ms, TTFB 800 ms.",
             "s",
             [
                 Prom(
-                    f"project_metric:vercel_web_vital_seconds:p75_rate30m{{{P}}}",
+                    f"project_metric:vercel_web_vital_seconds:p75_rate30m{{{PE}}}",
                     "{{project}} {{metric}}",
                 )
             ],
@@ -176,7 +178,7 @@ DASHBOARD = Dashboard(
             "s",
             [
                 Prom(
-                    f'project_geo_metric:vercel_web_vital_seconds:p75_rate30m{{{P}, metric="LCP"}}',
+                    f'project_geo_metric:vercel_web_vital_seconds:p75_rate30m{{{PE}, metric="LCP"}}',
                     "{{project}} {{geo}}",
                 )
             ],
@@ -186,7 +188,7 @@ DASHBOARD = Dashboard(
             "CLS p75",
             "Cumulative Layout Shift at p75 over 30 minutes (good under 0.1, poor over 0.25).",
             "none",
-            [Prom(f"max(project:vercel_web_vital_cls:p75_rate30m{{{P}}})", instant=True)],
+            [Prom(f"max(project:vercel_web_vital_cls:p75_rate30m{{{PE}}})", instant=True)],
             thresholds=[(None, "green"), (0.1, "orange"), (0.25, "red")],
             decimals=3,
             w=6,
@@ -194,7 +196,7 @@ DASHBOARD = Dashboard(
         ),
         timeseries(
             "Drain deliveries by outcome",
-            "Deliveries per second per drain: accepted, or refused (bad_signature, malformed, too_large).",
+            "Deliveries per second per drain: accepted, or refused (bad_signature, malformed, too_large, unsupported_media_type, bad_string, out_of_range).",
             "reqps",
             [
                 Prom(

@@ -35,4 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         # aiohttp would gunzip request bodies itself, unbounded and before we could check a
         # signature made over the compressed bytes: drain bodies are decompressed by us.
         auto_decompress=False,
+        # A delivery refused on its headers (unsigned, too large, wrong type) is answered at
+        # once; aiohttp then reads and discards what the sender still has in flight so that
+        # the answer is not lost to a TCP reset, for 2 s instead of its default 10.
+        lingering_time=2.0,
     )

@@ -89,6 +89,11 @@ class Drains(Strict):
     verify_code_file: Path | None = None
     # Bodies above this are refused with 413 before they are read whole.
     max_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 64 * 1024 * 1024
+    # Where a delivery's bytes past its first MiB wait (in an unlinked file) while its signature
+    # is checked, so wrongly signed bodies cost no memory; created at start. Default: the
+    # system's temporary directory. Without a writable one, bodies are held in memory (a
+    # warning is logged).
+    spool_dir: Path | None = None
     # Route templates get their own label value up to this many per project; later ones are
     # counted as "other". Listed routes always have their own.
     max_routes: Annotated[int, Field(ge=0, le=1000)] = 50

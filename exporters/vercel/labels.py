@@ -7,11 +7,35 @@ becomes a label passes through one of these functions, and anything unexpected b
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable
 
-_REGION = re.compile(r"^[a-z]{3}[0-9]$")  # Vercel region codes: iad1, fra1, sfo1…
+# Vercel's published compute/edge region codes (vercel.com/docs/regions). Any other value (a
+# new region, a typo, a string from the internet) is counted as "other", not a new series.
+REGIONS = frozenset(
+    {
+        "arn1",  # Stockholm
+        "bom1",  # Mumbai
+        "cdg1",  # Paris
+        "cle1",  # Cleveland
+        "cpt1",  # Cape Town
+        "dub1",  # Dublin
+        "dxb1",  # Dubai
+        "fra1",  # Frankfurt
+        "gru1",  # São Paulo
+        "hkg1",  # Hong Kong
+        "hnd1",  # Tokyo
+        "iad1",  # Washington, D.C.
+        "icn1",  # Seoul
+        "kix1",  # Osaka
+        "lhr1",  # London
+        "pdx1",  # Portland
+        "sfo1",  # San Francisco
+        "sin1",  # Singapore
+        "syd1",  # Sydney
+        "yul1",  # Montréal
+    }
+)
 ENVIRONMENTS = frozenset({"production", "preview"})
 CACHE = frozenset({"MISS", "HIT", "STALE", "BYPASS", "PRERENDER", "REVALIDATED"})
 PATH_TYPES = frozenset(
@@ -53,16 +77,16 @@ def environment(value: object) -> str:
 
 
 def region(value: object) -> str:
-    if isinstance(value, str) and _REGION.match(value):
-        return value
-    return "unknown" if value in (None, "") else "other"
+    if value is None or value == "":
+        return "unknown"
+    return value if isinstance(value, str) and value in REGIONS else "other"
 
 
 def status_class(code: object) -> str:
     """ "2xx"… for an HTTP status; "none" for Vercel's -1 (no response: the function crashed)."""
     if isinstance(code, bool):
         return "unknown"
-    if isinstance(code, str) and code.isdigit():
+    if isinstance(code, str) and len(code) <= 3 and code.isascii() and code.isdigit():
         code = int(code)
     if isinstance(code, int | float):
         if code == -1:

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from exporters.vercel import labels as L
-from exporters.vercel.drain_body import DrainError
+from exporters.vercel.drain_body import MAX_STRING, DrainError
 from exporters.vercel.series import BatchHistogram, HistogramBatch
 
 SERVER_KINDS = frozenset({2, "2", "SPAN_KIND_SERVER", "server", "SERVER"})
@@ -45,6 +45,8 @@ REGION_KEYS = ("cloud.region", "vercel.region", "vercel.edge_region")
 ENV_KEYS = ("deployment.environment.name", "env", "vercel.env")
 STATUS_KEYS = ("http.status_code", "http.response.status_code")
 ROUTE_KEYS = ("http.route", "next.route", "vercel.matched_path")
+# OTLP times are fixed64 nanoseconds since 1970: anything else is no time.
+UINT64 = 1 << 64
 
 
 @dataclass(slots=True)
@@ -88,15 +90,22 @@ def _json_attrs(items: object) -> dict[str, Any]:
 
 
 def _int(v: object, what: str) -> int:
+    """A fixed64 from OTLP/JSON: a number or a decimal string (as the spec writes 64-bit ints)."""
     if isinstance(v, bool):
         raise DrainError(400, "malformed", f"{what} is not an integer")
     if isinstance(v, int):
-        return v
-    if isinstance(v, str) and v.isdigit():
-        return int(v)
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    raise DrainError(400, "malformed", f"{what} is not an integer")
+        n = v
+    elif isinstance(v, str) and v.removeprefix("-").isascii() and v.removeprefix("-").isdigit():
+        if len(v) > 21:
+            raise DrainError(400, "out_of_range", f"{what} overflows 64 bits")
+        n = int(v)
+    elif isinstance(v, float) and v.is_integer():
+        n = int(v)
+    else:
+        raise DrainError(400, "malformed", f"{what} is not an integer")
+    if not 0 <= n < UINT64:
+        raise DrainError(400, "out_of_range", f"{what} is outside 0 to 2^64-1 nanoseconds")
+    return n
 
 
 def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
@@ -130,21 +139,36 @@ def resources_from_json(doc: object) -> Iterator[tuple[dict[str, Any], list[Span
                 spans.append(
                     Span(
                         attrs=_json_attrs(sp.get("attributes")),
-                        kind=sp.get("kind"),
+                        kind=kind if isinstance(kind := sp.get("kind"), str | int) else None,
                         start_ns=_int(sp.get("startTimeUnixNano", 0), "startTimeUnixNano"),
                         end_ns=_int(sp.get("endTimeUnixNano", 0), "endTimeUnixNano"),
                         status_code=2 if status in (2, "2", "STATUS_CODE_ERROR") else 0,
-                        name=str(sp.get("name") or ""),
+                        name=name if isinstance(name := sp.get("name"), str) else "",
                     )
                 )
         yield res, spans
 
 
+def _pb_str(s: str) -> str:
+    # protobuf has refused bad UTF-8 (so no lone surrogate) already; NUL and length are ours.
+    if "\x00" in s or len(s) > MAX_STRING:
+        raise DrainError(
+            400, "bad_string", f"a string holds a NUL or is longer than {MAX_STRING} characters"
+        )
+    return s
+
+
 def _pb_value(v: Any) -> object:
     which = v.WhichOneof("value")
-    if which in ("string_value", "int_value", "double_value", "bool_value"):
+    if which == "string_value":
+        return _pb_str(v.string_value)
+    if which in ("int_value", "double_value", "bool_value"):
         return getattr(v, which)
     return None
+
+
+def _pb_attrs(attributes: Any) -> dict[str, Any]:
+    return {_pb_str(a.key): _pb_value(a.value) for a in attributes}
 
 
 def resources_from_protobuf(body: bytes) -> Iterator[tuple[dict[str, Any], list[Span]]]:
@@ -153,15 +177,15 @@ def resources_from_protobuf(body: bytes) -> Iterator[tuple[dict[str, Any], list[
     except DecodeError as exc:
         raise DrainError(400, "malformed", f"body is not OTLP protobuf: {exc}") from None
     for rs in req.resource_spans:
-        res = {a.key: _pb_value(a.value) for a in rs.resource.attributes}
+        res = _pb_attrs(rs.resource.attributes)
         spans = [
             Span(
-                attrs={a.key: _pb_value(a.value) for a in sp.attributes},
+                attrs=_pb_attrs(sp.attributes),
                 kind=int(sp.kind),
                 start_ns=sp.start_time_unix_nano,
                 end_ns=sp.end_time_unix_nano,
                 status_code=int(sp.status.code),
-                name=sp.name,
+                name=_pb_str(sp.name),
             )
             for ss in rs.scope_spans
             for sp in ss.spans

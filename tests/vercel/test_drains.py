@@ -38,9 +38,9 @@ async def make_client(
 
 
 async def serve(aiohttp_client: Any, exporter: Exporter) -> TestClient:
-    # As in production (app.runner): aiohttp must hand us the bytes Vercel signed.
+    # As in production (exporters/vercel/cli.py): aiohttp must hand us the bytes Vercel signed.
     server = TestServer(make_app(exporter))
-    await server.start_server(auto_decompress=False)
+    await server.start_server(auto_decompress=False, lingering_time=2.0)
     client: TestClient = await aiohttp_client(server)
     return client
 
@@ -175,17 +175,24 @@ async def test_duplicate_request_ids_and_revalidations_are_not_requests(
     client, e = rig
     rec = log_records(1, PROJECT_ID)[0]
     line2 = {**rec, "id": "other-line", "message": "second log line of the same request"}
-    reval = {**rec, "requestId": "r-2", "proxy": {**rec["proxy"], "statusCode": -1}}
+    reval = {
+        **rec,
+        "id": "reval-line",
+        "requestId": "r-2",
+        "proxy": {**rec["proxy"], "statusCode": -1},
+    }
     body, headers = delivery(
         encode([rec, line2, reval], "ndjson"), LOGS, content_type="application/x-ndjson"
     )
     assert (await client.post("/drains/logs", data=body, headers=headers)).status == 200
-    # And the same request again in a later delivery (Vercel retries).
-    body, headers = delivery(encode([rec], "json"), LOGS, content_type="application/json")
+    # A later line of the same request is a duplicate request; the same line again is a replay.
+    line3 = {**rec, "id": "third-line"}
+    body, headers = delivery(encode([line3, rec], "json"), LOGS, content_type="application/json")
     assert (await client.post("/drains/logs", data=body, headers=headers)).status == 200
     text = metrics(e)
     assert total(text, "vercel_requests_total") == 1
     assert value(text, "vercel_drain_records_skipped_total", drain="logs", reason="duplicate") == 2
+    assert value(text, "vercel_drain_records_skipped_total", drain="logs", reason="replay") == 1
     assert (
         value(text, "vercel_drain_records_skipped_total", drain="logs", reason="revalidation") == 1
     )
@@ -313,6 +320,7 @@ async def test_speed_insights_become_web_vitals_with_bounded_routes(
         "projectId": PROJECT_ID,
         "country": "DE",
         "deviceType": "mobile",
+        "vercelEnvironment": "production",
     }
     recs = [
         {
@@ -329,21 +337,40 @@ async def test_speed_insights_become_web_vitals_with_bounded_routes(
         {**base, "metricType": "TTFB", "value": "fast", "route": "/a"},
         {**base, "metricType": "XYZ", "value": 1, "route": "/a"},
         {"schema": "vercel.analytics.v2", "eventType": "pageview"},
+        # A preview deployment's vitals are kept apart; without the field, "unknown".
+        {**base, "metricType": "LCP", "value": 9000, "route": "/a", "vercelEnvironment": "preview"},
+        {**base, "metricType": "LCP", "value": 8000, "route": "/a", "vercelEnvironment": None},
     ]
     body, headers = delivery(
         encode(recs, "json"), SECRETS["speed_insights"], content_type="application/json"
     )
     assert (await client.post("/drains/speed-insights", data=body, headers=headers)).status == 200
     text = metrics(e)
-    lbl = {"project": "web", "device": "mobile", "geo": "eu", "metric": "LCP"}
+    lbl = {
+        "project": "web",
+        "environment": "production",
+        "device": "mobile",
+        "geo": "eu",
+        "metric": "LCP",
+    }
     assert value(
         text, "vercel_web_vital_seconds_sum", **lbl, route="/blog/[slug]"
     ) == pytest.approx(2.14)
     assert value(text, "vercel_web_vital_seconds_count", **lbl, route="/a") == 1
     assert value(text, "vercel_web_vital_seconds_count", **lbl, route="other") == 1
     assert value(text, "vercel_web_vital_seconds_count", **lbl, route="/pinned") == 1
+    for env, seconds in (("preview", 9.0), ("unknown", 8.0)):
+        assert value(
+            text, "vercel_web_vital_seconds_sum", **{**lbl, "environment": env}, route="/a"
+        ) == pytest.approx(seconds)
     assert value(
-        text, "vercel_web_vital_cls_sum", project="web", device="mobile", geo="eu", route="/a"
+        text,
+        "vercel_web_vital_cls_sum",
+        project="web",
+        environment="production",
+        device="mobile",
+        geo="eu",
+        route="/a",
     ) == pytest.approx(0.04)
     skipped = {
         r: value(text, "vercel_drain_records_skipped_total", drain="speed_insights", reason=r)

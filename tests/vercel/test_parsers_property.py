@@ -1,4 +1,5 @@
-"""Arbitrary JSON into every parser: each either accepts it or refuses it with DrainError/None."""
+"""Arbitrary JSON into every parser: each either accepts it or refuses it with DrainError/None
+(a 400: numbers and times out of any range are refused whole, before anything is counted)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ KEYS = [
     "buildingAt",
     "ready",
     "meta",
+    "id",
+    "timestamp",
+    "vercelEnvironment",
 ]
 record_like = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=10)
 PROJECTS = Projects({"prj_1": "web"})
@@ -61,7 +65,13 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @FAST
 @given(st.lists(record_like | st.dictionaries(st.text(max_size=5), json_values), max_size=8))
 def test_log_aggregation_takes_any_object(items: list[dict[str, Any]]) -> None:
-    batch = LogDrain(PROJECTS).aggregate(items, 1.0)
+    drain = LogDrain(PROJECTS)
+    try:
+        batch = drain.aggregate(items, 1.0)
+    except DrainError as exc:
+        assert (exc.status, exc.outcome) == (400, "out_of_range")
+        assert len(drain._lines) == len(drain._recent) == 0  # refused before any id is kept
+        return
     for key, n in batch.requests.items():
         assert all(isinstance(v, str) for v in key)
         assert n > 0
@@ -71,7 +81,11 @@ def test_log_aggregation_takes_any_object(items: list[dict[str, Any]]) -> None:
 @given(st.lists(record_like, max_size=8))
 def test_speed_insights_aggregation_takes_any_object(items: list[dict[str, Any]]) -> None:
     d = SpeedInsightsDrain(PROJECTS, Routes([], 5), 0.001)
-    batch = d.aggregate(items, 1.0)
+    try:
+        batch = d.aggregate(items, 1.0)
+    except DrainError as exc:
+        assert (exc.status, exc.outcome) == (400, "out_of_range")
+        return
     d.apply(batch)
     d.seconds.collect()
 
