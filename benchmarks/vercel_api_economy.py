@@ -22,8 +22,7 @@ import httpx
 from aiohttp.test_utils import TestServer
 
 from common.config import load_config
-from exporters.vercel.api import VercelApi
-from exporters.vercel.app import Exporter
+from exporters.vercel.app import VercelExporter
 from exporters.vercel.config import VercelConfig, read_secrets
 from fakes.vercel_api import VercelApiState, make_app, timeline
 from fakes.vercel_setup import PROJECT_ID, TOKEN, SimClock, write_config
@@ -68,9 +67,9 @@ async def run(history: int, hours_warm: int = 1) -> tuple[int, int, int]:
         cfg, secrets = _load(
             write_config(Path(tmp), base_url=base, api={"lookback": f"{history + 60}m"})
         )
-        api = VercelApi.from_config(cfg.api, secrets["token"], clock=clock, sleep=clock.sleep)
-        tracker = Exporter(cfg, secrets, api=api, clock=clock).tracker
-        assert tracker is not None
+        exporter = VercelExporter(cfg, secrets, clock=clock, sleep=clock.sleep)
+        poller = exporter.deployments
+        assert poller is not None
         naive = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"})
         steps = int(3600 / INTERVAL)
         first_load = 0
@@ -79,7 +78,7 @@ async def run(history: int, hours_warm: int = 1) -> tuple[int, int, int]:
             ours_before = len(state.requests)
             naive_requests = 0
             for _ in range(steps):
-                assert await tracker.refresh()
+                assert await poller.poll()
                 if hour == 0 and not first_load:
                     first_load = len(state.requests)
                 if measuring:
@@ -90,7 +89,7 @@ async def run(history: int, hours_warm: int = 1) -> tuple[int, int, int]:
                 clock.t += INTERVAL
             ours = len(state.requests) - ours_before
         await naive.aclose()
-        await api.aclose()
+        await exporter.aclose()
     await server.close()
     return ours, naive_requests, first_load
 

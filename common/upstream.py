@@ -47,6 +47,10 @@ class UpstreamError(Exception):
 
 # A parser turns the X-RateLimit-Reset header's value into an absolute epoch time.
 ResetParser = Callable[[str, float], float | None]
+# A vendor's own reading of a 429 answer (its headers or body, and now): when the endpoint may
+# be asked again, as an absolute epoch time; None leaves it to Retry-After, the reset header
+# and `default_block`.
+LimitedParser = Callable[[httpx.Response, float], float | None]
 
 
 def reset_epoch_seconds(value: str, now: float) -> float | None:
@@ -165,6 +169,7 @@ class Upstream:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
         headers: Mapping[str, str] | None = None,
+        limited_until: LimitedParser | None = None,
     ) -> None:
         self.client = httpx.AsyncClient(
             base_url=base_url,
@@ -175,6 +180,7 @@ class Upstream:
             follow_redirects=False,
         )
         self.reset = reset
+        self.limited_until = limited_until
         self.max_per_minute = max_requests_per_minute
         # How long an endpoint is left alone after a 429 that says nothing, and at most.
         self.default_block = default_block
@@ -224,8 +230,10 @@ class Upstream:
             self.stats.limit_reset[endpoint] = reset
         block: float | None = None
         if resp.status_code == 429:
-            ra = resp.headers.get("Retry-After")
-            block = (retry_after(ra, now) if ra else None) or reset or now + self.default_block
+            block = self.limited_until(resp, now) if self.limited_until else None
+            if block is None:
+                ra = resp.headers.get("Retry-After")
+                block = (retry_after(ra, now) if ra else None) or reset or now + self.default_block
         elif remaining == 0:
             block = reset or now + self.default_block
         if block is not None:

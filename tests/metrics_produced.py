@@ -6,7 +6,6 @@ metric breaks a test instead of an alert or a panel.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from functools import cache
 from pathlib import Path
@@ -84,57 +83,6 @@ def _recorder_metric_names() -> set[str]:
         return {sample.name for fam in registry.collect() for sample in fam.samples}
 
 
-def _vercel_metric_names() -> set[str]:
-    """Everything the Vercel exporter serves once each drain and the poller have had data."""
-    import tempfile
-
-    from exporters.vercel.api import VercelApi
-    from exporters.vercel.app import Exporter
-    from exporters.vercel.app import render as render_vercel
-    from exporters.vercel.trace_drain import resources_from_json
-    from fakes.vercel_drains import log_records, otlp_json, speed_insights_records
-    from tests.vercel.helpers import PROJECT_ID, SimClock, load, samples, write_config
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg, secrets = load(write_config(Path(tmp)))
-        clock = SimClock()
-        # Never called: the poller's state is set below, as a refresh would.
-        api = VercelApi(
-            "http://127.0.0.1:9", "unused", team_id=None, timeout=1.0, max_requests_per_minute=1
-        )
-        e = Exporter(cfg, secrets, api=api, clock=clock)
-        d = e.drains
-        d.logs.apply(d.logs.aggregate(log_records(50, PROJECT_ID), 1.0))
-        d.speed_insights.apply(
-            d.speed_insights.aggregate(speed_insights_records(50, PROJECT_ID), 1.0)
-        )
-        d.traces.apply(d.traces.aggregate(resources_from_json(otlp_json(10, PROJECT_ID)), 1.0))
-        for ep in d.endpoints.values():
-            ep.last_received = clock()
-        assert e.tracker is not None
-        ms = int(clock() * 1000)
-        raw = {
-            "dpl_1": {
-                "uid": "dpl_1",
-                "createdAt": ms - 100_000,
-                "buildingAt": ms - 90_000,
-                "ready": ms - 10_000,
-                "readyState": "READY",
-                "target": "production",
-                "meta": {"githubCommitSha": "abc", "githubCommitRef": "main"},
-            }
-        }
-        ps = e.tracker.projects[PROJECT_ID]
-        ps.loaded = True  # counts what it sees, as after the first load
-        e.tracker._apply(ps, raw, 0, clock())
-        e.tracker.refresh_seconds = 0.1
-        api.stats.requests[("deployments", "200")] += 1
-        api.stats.limit_remaining["deployments"] = 499
-        text = render_vercel(e).decode()
-        asyncio.run(api.aclose())
-    return {name for (name, _) in samples(text)}
-
-
 def recorded_names() -> set[str]:
     out = set()
     for path in sorted(GENERATED.glob("*.yml")):
@@ -145,10 +93,4 @@ def recorded_names() -> set[str]:
 
 @cache
 def produced() -> frozenset[str]:
-    return frozenset(
-        golden_sample_names()
-        | _recorder_metric_names()
-        | _vercel_metric_names()
-        | recorded_names()
-        | EXTERNAL
-    )
+    return frozenset(golden_sample_names() | _recorder_metric_names() | recorded_names() | EXTERNAL)

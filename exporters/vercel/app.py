@@ -1,143 +1,127 @@
-"""The Vercel exporter's HTTP side: /metrics, the drain endpoints, a landing page and health."""
+"""The Vercel exporter on the shared exporter app (common.exporter): the drain endpoints, and
+/metrics rendered from an immutable snapshot.
+
+Two adapters keep state on the event loop: the drain receiver (drains.py; deliveries are merged
+as they arrive) and, with an API token, the deployments poller (deployments.py; its refresh loop
+runs in the background). Each scrape copies both into a `VercelSnapshot` on the loop
+(`snapshot()`), and the pure collector (collector.py) renders it in a worker thread, so a large
+exposition never stalls a delivery in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any
 
+import httpx
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.core import Metric
 
-from common.build_info import build_info
-from common.web import healthy, landing_page
-from exporters.vercel.api import VercelApi
+from common import exporter as shared
+from common.refresh import RefreshLoop
+from common.upstream import Upstream
+from exporters.vercel import api, collector
 from exporters.vercel.config import VercelConfig
-from exporters.vercel.deployments import DeploymentTracker
+from exporters.vercel.deployments import DeploymentsSource
 from exporters.vercel.drains import DrainReceiver
+from exporters.vercel.snapshot import VercelSnapshot
+
+# The drain endpoints: each takes POST (deliveries) and GET/HEAD (Vercel's verification).
+DRAIN_PATHS = (
+    ("/drains/logs", "logs"),
+    ("/drains/traces", "traces"),
+    ("/v1/traces", "traces"),  # OTLP/HTTP's conventional path
+    ("/drains/speed-insights", "speed_insights"),
+)
 
 
-class Exporter:
-    """Everything /metrics reports: the deployments poller (if a token is set) and the drains."""
+class VercelExporter:
+    """Everything /metrics reports: the drains, and the deployments poller if a token is set."""
+
+    namespace = "vercel"
+    title = "Vercel"
 
     def __init__(
         self,
         cfg: VercelConfig,
         secrets: dict[str, str],
         *,
-        api: VercelApi | None = None,
+        upstream: Upstream | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.drains = DrainReceiver(cfg, secrets, clock)
-        if api is None and "token" in secrets:
-            api = VercelApi.from_config(cfg.api, secrets["token"], clock=clock)
-        self.tracker = DeploymentTracker(cfg.api, cfg.project_names(), api, clock) if api else None
-
-    def up(self) -> bool:
-        return self.tracker.up() if self.tracker else True
-
-
-class _Collector(Collector):
-    def __init__(self, exporter: Exporter, scrape_start: float) -> None:
-        self.e = exporter
-        self.start = scrape_start
-
-    def collect(self) -> Iterable[Metric]:
-        e = self.e
-        ver, rev = build_info()
-        info = InfoMetricFamily("vercel_build", "Version of the wsinfra Vercel exporter.")
-        info.add_metric([], {"version": ver, "revision": rev})
-        yield info
-        yield GaugeMetricFamily(
-            "vercel_up",
-            "1 if the deployments data served is fresh (every project refreshed within "
-            "stale_after), or no API token is configured (drains only); 0 otherwise.",
-            value=1.0 if e.up() else 0.0,
-        )
-        yield GaugeMetricFamily(
-            "vercel_api_polling_enabled",
-            "1 if an API token is configured and deployments are polled.",
-            value=1.0 if e.tracker else 0.0,
-        )
-        for c in e.drains.collectors():
-            yield c.collect()
-        yield from e.drains.meta()
-        if e.tracker:
-            for c in e.tracker.collectors():
-                yield c.collect()
-            yield from e.tracker.snapshot()
-        yield GaugeMetricFamily(
-            "vercel_scrape_duration_seconds",
-            "Time this exporter took to gather the metrics of this scrape.",
-            value=time.perf_counter() - self.start,
+        if upstream is None and "token" in secrets:
+            upstream = api.make_upstream(cfg.api, transport=transport, clock=clock, sleep=sleep)
+        self.deployments = (
+            DeploymentsSource(cfg.api, cfg.project_names(), upstream, clock=clock, sleep=sleep)
+            if upstream is not None
+            else None
         )
 
+    def take_snapshot(self) -> VercelSnapshot:
+        """The scrape's copy of both adapters (on the event loop that changes them)."""
+        return VercelSnapshot(
+            now=self.clock(),
+            drains=self.drains.snapshot(),
+            polling=self.deployments.view() if self.deployments is not None else None,
+        )
 
-def render(exporter: Exporter) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(exporter, time.perf_counter()))
-    return generate_latest(registry)
+    async def snapshot(self) -> VercelSnapshot:
+        return self.take_snapshot()
+
+    def collect(self, snapshot: VercelSnapshot) -> Iterable[Metric]:
+        return collector.collect(snapshot)
+
+    def up(self, snapshot: VercelSnapshot) -> bool:
+        return collector.up(snapshot)
+
+    def up_labels(self) -> tuple[str, ...]:
+        return ()
+
+    def up_help(self) -> str:
+        return collector.UP_HELP
+
+    def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]:
+        # The deployments loop runs in background(): its figures keep their per-project names
+        # (vercel_api_last_success_timestamp_seconds{project}), served by the collector.
+        return {}
+
+    def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+        return [self.deployments.loop.run] if self.deployments is not None else []
+
+    def ready(self) -> bool:
+        # Ready means able to take drain deliveries; API trouble shows in vercel_up, not here,
+        # or an orchestrator would restart a healthy exporter during a Vercel outage.
+        return True
+
+    def landing(self) -> list[tuple[str, list[str]]]:
+        drains = [
+            f"{n}: {'enabled' if ep.cfg else 'not configured'}"
+            for n, ep in self.drains.endpoints.items()
+        ]
+        polling = "on" if self.deployments is not None else "off (no API token)"
+        return [(f"Deployments polling: {polling}", []), ("Drains (POST /drains/<name>):", drains)]
+
+    async def aclose(self) -> None:
+        if self.deployments is not None:
+            await self.deployments.aclose()
 
 
-EXPORTER = web.AppKey("exporter", Exporter)
+def routes(drains: DrainReceiver) -> list[web.RouteDef]:
+    out = []
+    for path, name in DRAIN_PATHS:
+        handler = drains.handler(name)
+        out += [web.post(path, handler), web.get(path, handler)]
+    return out
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = await asyncio.get_running_loop().run_in_executor(None, render, request.app[EXPORTER])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def index(request: web.Request) -> web.Response:
-    e = request.app[EXPORTER]
-    drains = [
-        f"{n}: {'enabled' if ep.cfg else 'not configured'}" for n, ep in e.drains.endpoints.items()
-    ]
-    polling = "on" if e.tracker else "off (no API token)"
-    return landing_page(
-        "Vercel",
-        [(f"Deployments polling: {polling}", []), ("Drains (POST /drains/<name>):", drains)],
-    )
-
-
-async def ready(request: web.Request) -> web.Response:
-    # Ready means able to take drain deliveries; API trouble shows in vercel_up, not here,
-    # or an orchestrator would restart a healthy exporter during a Vercel outage.
-    return web.Response(text="OK\n")
-
-
-def make_app(exporter: Exporter) -> web.Application:
-    app = web.Application()
-    app[EXPORTER] = exporter
-
-    async def run_poller(app: web.Application) -> AsyncIterator[None]:
-        tracker = app[EXPORTER].tracker
-        task = asyncio.create_task(tracker.run()) if tracker else None
-        yield
-        if task:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if tracker:
-            await tracker.api.aclose()
-
-    app.cleanup_ctx.append(run_poller)
-    d = exporter.drains
-    for path, name in (
-        ("/drains/logs", "logs"),
-        ("/drains/traces", "traces"),
-        ("/v1/traces", "traces"),  # OTLP/HTTP's conventional path
-        ("/drains/speed-insights", "speed_insights"),
-    ):
-        handler = d.handler(name)
-        app.router.add_post(path, handler)
-        app.router.add_get(path, handler)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", index)
-    app.router.add_get("/-/healthy", healthy)
-    app.router.add_get("/-/ready", ready)
-    return app
+def make_app(exporter: VercelExporter) -> web.Application:
+    # Rendered off the event loop: drain series can run to tens of thousands of lines, and
+    # deliveries in flight must not wait for them (the snapshot is immutable, so that is safe).
+    return shared.make_app(exporter, routes=routes(exporter.drains), render_in_thread=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from common.cli import exporter_main
-from exporters.vercel.app import Exporter, make_app
+from exporters.vercel.app import VercelExporter, make_app
 from exporters.vercel.config import VercelConfig, read_secrets
 
 log = logging.getLogger("exporters.vercel")
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         model=VercelConfig,
         prepare=read_secrets,
         summary=summary,
-        make_app=lambda cfg, secrets: make_app(Exporter(cfg, secrets)),
+        make_app=lambda cfg, secrets: make_app(VercelExporter(cfg, secrets)),
         log=log,
         # aiohttp would gunzip request bodies itself, unbounded and before we could check a
         # signature made over the compressed bytes: drain bodies are decompressed by us.

@@ -1,5 +1,14 @@
 """Deployments from the REST API, refreshed incrementally, counted exactly once.
 
+Split as client → immutable snapshot → collector:
+- `DeploymentsSource` is the vendor adapter: it asks the REST API through the shared client
+  (api.make_upstream), keeps each project's state (on the event loop), is driven by a
+  `common.refresh.RefreshLoop` (every `refresh_interval`; after a failure, again no sooner than
+  the rate-limit reset), and after every refresh publishes `latest`, an immutable
+  `DeploymentsSnapshot`;
+- `view()` is what one scrape takes (on the event loop): that snapshot and the client's figures;
+- collector.py renders it, touching neither.
+
 First load: every deployment created within `lookback`. Each later refresh asks only for
 deployments created since the oldest one still in flight or the newest one seen (minus an
 overlap for clock skew between Vercel's hosts), page by page through `pagination.next`.
@@ -10,6 +19,9 @@ A deployment is counted (state counter, build and queue histograms) when it is f
 a final state. Which ones were counted is kept in `state_file`, so a restart counts neither
 twice nor skips those that finished while the exporter was down; without a state file the
 first load is taken as the baseline and nothing before it is counted.
+
+Staleness is per project: a project refreshed within `stale_after` has its gauges served; one
+that has not is left out and `vercel_up` is 0 (collector.py).
 """
 
 from __future__ import annotations
@@ -19,21 +31,23 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
-
-from exporters.vercel.api import RETRYABLE, ApiError, VercelApi
+from common.refresh import RefreshLoop
+from common.upstream import TRANSIENT, Upstream, UpstreamError
+from exporters.vercel.api import PREFIX, WHAT
 from exporters.vercel.config import Api
 from exporters.vercel.series import BatchCounter, BatchHistogram
+from exporters.vercel.snapshot import ApiView, DeploymentsSnapshot, PollingView, ProjectView
 
 log = logging.getLogger("exporters.vercel.deployments")
 
 FINAL = {"READY": "ready", "ERROR": "error", "CANCELED": "canceled", "DELETED": "deleted"}
 IN_FLIGHT = frozenset({"QUEUED", "INITIALIZING", "BUILDING", "BLOCKED"})
 TARGETS = ("production", "preview", "staging")
+RESULTS = ("success", "failure")
 BUILD_BUCKETS = (15, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200, 1800, 2700)
 QUEUE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
 PAGE_LIMIT = 100
@@ -111,16 +125,20 @@ class ProjectState:
     resume_in_flight: set[str] = field(default_factory=set)
 
 
-class DeploymentTracker:
+class DeploymentsSource:
+    """The poller: per-project state on the event loop, an immutable snapshot after each refresh."""
+
     def __init__(
         self,
         cfg: Api,
         projects: dict[str, str],
-        api: VercelApi,
+        upstream: Upstream,
+        *,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.cfg = cfg
-        self.api = api
+        self.upstream = upstream
         self.clock = clock
         self.projects = {pid: ProjectState(name) for pid, name in projects.items()}
         self.deployments = BatchCounter(
@@ -153,13 +171,26 @@ class DeploymentTracker:
             "Deployment records skipped: missing fields, or timestamps out of order (clock skew).",
             ("project", "reason"),
         )
-        self.refresh_seconds: float | None = None
-        self.refreshes = BatchCounter(
-            "vercel_api_refreshes_total", "Deployment refreshes by result.", ("result",)
+        # Refreshes by result (vercel_api_refreshes_total), counted as each one ends.
+        self.results = dict.fromkeys(RESULTS, 0)
+        # Every `refresh_interval`; after a failure again at the same pace, but never before
+        # the reset a rate limit named. Its own error counter is left out: vercel_api_errors_total
+        # (the client's failed requests by the same reasons) already counts what fails a refresh.
+        self.loop: RefreshLoop[DeploymentsSnapshot] = RefreshLoop(
+            "vercel deployments",
+            self.refresh,
+            interval=cfg.refresh_interval,
+            stale_after=cfg.stale_after,
+            first_backoff=cfg.refresh_interval,
+            errors_metric=False,
+            clock=clock,
+            sleep=sleep,
         )
-        self.refreshes.init([("success",), ("failure",)])
-        self.next_refresh_not_before = 0.0
         self._load_state()
+        self.latest = self._snapshot()
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -209,7 +240,8 @@ class DeploymentTracker:
     # -- refresh -------------------------------------------------------------------------------
 
     async def _list(self, project_id: str, since_ms: int) -> dict[str, Any]:
-        """Every deployment created since `since_ms`, newest first, all pages or an ApiError."""
+        """Every deployment created since `since_ms`, newest first, all pages or an
+        UpstreamError."""
         found: dict[str, Any] = {}
         until: int | None = None
         for _ in range(MAX_PAGES):
@@ -217,8 +249,8 @@ class DeploymentTracker:
             items = doc.get("deployments") if isinstance(doc, dict) else None
             pagination = doc.get("pagination") if isinstance(doc, dict) else None
             if not isinstance(items, list) or not isinstance(pagination, dict):
-                self.api.stats.errors["malformed"] += 1
-                raise ApiError("malformed", "deployments: unexpected response shape")
+                self.upstream.stats.errors["malformed"] += 1
+                raise UpstreamError("malformed", "deployments: unexpected response shape")
             for item in items:
                 uid = item.get("uid") if isinstance(item, dict) else None
                 # A deployment moving between pages while we page shows up twice: keep one.
@@ -231,37 +263,35 @@ class DeploymentTracker:
                 or not isinstance(nxt, int)
                 or (until is not None and nxt >= until)
             ):
-                self.api.stats.errors["malformed"] += 1
-                raise ApiError("malformed", "deployments: pagination.next does not move back")
+                self.upstream.stats.errors["malformed"] += 1
+                raise UpstreamError("malformed", "deployments: pagination.next does not move back")
             if nxt < since_ms:
                 return found
             until = nxt
-        raise ApiError("malformed", f"deployments: more than {MAX_PAGES} pages")
+        raise UpstreamError("malformed", f"deployments: more than {MAX_PAGES} pages")
 
     async def _page(self, project_id: str, since_ms: int, until: int | None) -> Any:
+        query: dict[str, Any] = {"projectId": project_id, "since": since_ms}
+        if until is not None:
+            query["until"] = until
+        query["limit"] = PAGE_LIMIT
+        if self.cfg.team_id:
+            query["teamId"] = self.cfg.team_id
+        up = self.upstream
         attempt = 0
         while True:
             try:
-                return await self.api.get(
-                    _ENDPOINT,
-                    "/v6/deployments",
-                    {
-                        "projectId": project_id,
-                        "since": since_ms,
-                        "until": until,
-                        "limit": PAGE_LIMIT,
-                    },
-                )
-            except ApiError as exc:
+                return await up.get_json(_ENDPOINT, "/v6/deployments", query)
+            except UpstreamError as exc:
                 attempt += 1
-                if exc.reason in RETRYABLE and attempt < 3:
-                    await self.api.sleep(0.5 * 2**attempt)
+                if exc.reason in TRANSIENT and attempt < 3:
+                    await up.sleep(0.5 * 2**attempt)
                     continue
                 if exc.reason == "rate_limited" and exc.retry_at is not None and attempt < 3:
                     wait = exc.retry_at - self.clock()
-                    if wait <= self.api.max_wait:
-                        self.api.stats.waited_seconds += max(wait, 0.0)
-                        await self.api.sleep(max(wait, 0.0))
+                    if wait <= up.max_wait:
+                        up.stats.waited_seconds += max(wait, 0.0)
+                        await up.sleep(max(wait, 0.0))
                         continue
                 raise
 
@@ -352,138 +382,81 @@ class DeploymentTracker:
         ps.loaded = True
         ps.last_success = now
 
-    async def refresh(self) -> bool:
-        """Refresh every project; True if all succeeded."""
-        start = time.perf_counter()
-        ok = True
-        applied = False
-        for pid, ps in self.projects.items():
-            try:
-                await self.refresh_project(pid)
-                applied = True
-            except ApiError as exc:
-                ok = False
-                if exc.retry_at is not None:
-                    self.next_refresh_not_before = max(self.next_refresh_not_before, exc.retry_at)
-                log.warning(
-                    "deployments refresh failed",
-                    extra={"project": ps.name, "reason": exc.reason, "detail": exc.detail},
-                )
-        self.refresh_seconds = time.perf_counter() - start
-        self.refreshes.merge({("success" if ok else "failure",): 1.0})
-        # A failed project's state is as of its last success, so saving is right for it too;
-        # not saving after a partial success would let a restart count the others' again.
-        if applied:
-            self._save_state()
-        return ok
+    async def refresh(self) -> DeploymentsSnapshot:
+        """Refresh every project (for the refresh loop). A project that answers is applied; one
+        that fails keeps its state as of its last success. The new snapshot is published either
+        way; raises UpstreamError (for the loop: back-off until any reset named) when any
+        project failed."""
+        failed: list[tuple[str, UpstreamError]] = []
+        ok = False
+        try:
+            applied = False
+            for pid, ps in self.projects.items():
+                try:
+                    await self.refresh_project(pid)
+                    applied = True
+                except UpstreamError as exc:
+                    failed.append((ps.name, exc))
+            # A failed project's state is as of its last success, so saving is right for it
+            # too; not saving after a partial success would let a restart count the others' again.
+            if applied:
+                self._save_state()
+            ok = not failed
+        except Exception as exc:  # a bug here must not stop the loop (nor the drains)
+            log.exception("deployments refresh crashed")
+            raise UpstreamError("other", f"refresh crashed: {type(exc).__name__}") from None
+        finally:
+            self.results["success" if ok else "failure"] += 1
+            self.latest = self._snapshot()
+        if failed:
+            raise _summary(failed)
+        return self.latest
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:  # a bug here must not stop the exporter serving drains
-                log.exception("deployments refresh crashed")
-            wait = max(self.cfg.refresh_interval, self.next_refresh_not_before - self.clock())
-            await asyncio.sleep(wait)
+    async def poll(self) -> bool:
+        """One refresh as the background loop runs it (timed, its wait decided); True if every
+        project answered."""
+        await self.loop.refresh_once()
+        return self.loop.failures_in_a_row == 0
 
-    # -- metrics -------------------------------------------------------------------------------
+    # -- the snapshot --------------------------------------------------------------------------
 
-    def fresh(self, ps: ProjectState, now: float) -> bool:
-        return ps.last_success is not None and now - ps.last_success <= self.cfg.stale_after
-
-    def up(self) -> bool:
-        now = self.clock()
-        return all(self.fresh(ps, now) for ps in self.projects.values())
-
-    def collectors(self) -> list[BatchCounter | BatchHistogram]:
-        return [
-            self.deployments,
-            self.build,
-            self.queue,
-            self.vanished,
-            self.bad_records,
-            self.refreshes,
-        ]
-
-    def snapshot(self) -> Iterable[Metric]:
-        now = self.clock()
-        building = GaugeMetricFamily(
-            "vercel_deployments_in_progress",
-            "Deployments queued or building now (cached: last successful refresh).",
-            labels=["project", "target"],
-        )
-        last_ready = GaugeMetricFamily(
-            "vercel_deployment_last_ready_timestamp_seconds",
-            "When the newest ready deployment became ready (Unix time; cached).",
-            labels=["project", "target"],
-        )
-        prod = InfoMetricFamily(
-            "vercel_production_deployment",
-            "The newest ready production deployment per project (cached): commit and branch.",
-            labels=["project"],
-        )
-        last_ok = GaugeMetricFamily(
-            "vercel_api_last_success_timestamp_seconds",
-            "When deployments were last refreshed successfully (Unix time).",
-            labels=["project"],
-        )
+    def _snapshot(self) -> DeploymentsSnapshot:
+        projects = []
         for ps in self.projects.values():
-            if ps.last_success is not None:
-                last_ok.add_metric([ps.name], ps.last_success)
-            if not self.fresh(ps, now):
-                continue  # stale: say nothing rather than something old
-            per_target = {t: 0 for t in TARGETS}
+            per_target = dict.fromkeys(TARGETS, 0)
             for d in ps.in_flight.values():
                 per_target[d.target] = per_target.get(d.target, 0) + 1
-            for t, n in sorted(per_target.items()):
-                building.add_metric([ps.name, t], n)
-            for t, ts in sorted(ps.last_ready_s.items()):
-                last_ready.add_metric([ps.name, t], ts)
-            if ps.production is not None:
-                prod.add_metric(
-                    [ps.name],
-                    {"commit": ps.production.commit, "branch": ps.production.branch},
+            prod = ps.production
+            projects.append(
+                ProjectView(
+                    name=ps.name,
+                    last_success=ps.last_success,
+                    in_progress=tuple(sorted(per_target.items())),
+                    last_ready=tuple(sorted(ps.last_ready_s.items())),
+                    production=(prod.commit, prod.branch) if prod is not None else None,
                 )
-        yield from (building, last_ready, prod, last_ok)
-        stats = self.api.stats
-        req = CounterMetricFamily(
-            "vercel_api_requests",
-            "Requests made to the Vercel REST API, by endpoint and HTTP code ('error' = no answer).",
-            labels=["endpoint", "code"],
-        )
-        for (ep, code), n in sorted(stats.requests.items()):
-            req.add_metric([ep, code], n)
-        errors = CounterMetricFamily(
-            "vercel_api_errors",
-            "Failed Vercel REST API requests by reason (auth, rate_limited, server, timeout, connect, malformed, client).",
-            labels=["reason"],
-        )
-        for reason in (
-            "auth",
-            "rate_limited",
-            "server",
-            "timeout",
-            "connect",
-            "malformed",
-            "client",
-        ):
-            errors.add_metric([reason], stats.errors.get(reason, 0))
-        remaining = GaugeMetricFamily(
-            "vercel_api_rate_limit_remaining",
-            "X-RateLimit-Remaining from the last answer, per endpoint.",
-            labels=["endpoint"],
-        )
-        for ep, n in sorted(stats.limit_remaining.items()):
-            remaining.add_metric([ep], n)
-        waited = CounterMetricFamily(
-            "vercel_api_rate_limit_wait_seconds",
-            "Time spent waiting for Vercel rate-limit windows (and our own ceiling) to reset.",
-            value=stats.waited_seconds,
-        )
-        yield from (req, errors, remaining, waited)
-        if self.refresh_seconds is not None:
-            yield GaugeMetricFamily(
-                "vercel_api_refresh_duration_seconds",
-                "How long the last deployments refresh took.",
-                value=self.refresh_seconds,
             )
+        series = (self.deployments, self.build, self.queue, self.vanished, self.bad_records)
+        return DeploymentsSnapshot(tuple(projects), tuple(s.freeze() for s in series))
+
+    def view(self) -> PollingView:
+        """What one scrape serves: the latest snapshot, and the client's and the loop's figures
+        now (call on the event loop that refreshes)."""
+        return PollingView(
+            deployments=self.latest,
+            api=ApiView(
+                families=tuple(self.upstream.metrics(PREFIX, WHAT)),
+                waited_seconds=self.upstream.stats.waited_seconds,
+                refreshes=tuple((r, float(n)) for r, n in self.results.items()),
+                refresh_duration=self.loop.last_duration,
+            ),
+            stale_after=self.cfg.stale_after,
+        )
+
+
+def _summary(failed: list[tuple[str, UpstreamError]]) -> UpstreamError:
+    """One error for the loop: the first failure's reason, every project's in the detail, and
+    the latest time a rate limit said to come back."""
+    detail = "; ".join(f"{name}: {exc.reason}: {exc.detail}" for name, exc in failed)
+    waits = [exc.retry_at for _, exc in failed if exc.retry_at is not None]
+    return UpstreamError(failed[0][1].reason, detail[:500], max(waits) if waits else None)

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-from prometheus_client.core import GaugeMetricFamily, Metric
 
 from common.ingress import BadRequest, header_bytes, require_content_type
 from exporters.vercel import drain_body
@@ -33,6 +32,7 @@ from exporters.vercel.drain_body import GZIP_MAGIC, BodyMac, DrainError, Spool
 from exporters.vercel.labels import Projects, Routes
 from exporters.vercel.log_drain import LogDrain
 from exporters.vercel.series import BatchCounter, BatchHistogram
+from exporters.vercel.snapshot import DrainsSnapshot, DrainView
 from exporters.vercel.speed_insights_drain import SpeedInsightsDrain
 from exporters.vercel.trace_drain import TraceDrain, resources_from_json, resources_from_protobuf
 
@@ -138,10 +138,12 @@ class DrainReceiver:
         if self.endpoints["logs"].cfg:
             self.skipped.init([("logs", "replay")])
 
-    # -- metrics -----------------------------------------------------------------------------
+    # -- the scrape's copy ------------------------------------------------------------------
 
-    def collectors(self) -> list[BatchCounter | BatchHistogram]:
-        return [
+    def snapshot(self) -> DrainsSnapshot:
+        """Every drain-fed family and each configured drain's figures, copied now (on the event
+        loop: merges from the worker threads are taken whole, under each series' lock)."""
+        series: list[BatchCounter | BatchHistogram] = [
             *self.logs.collectors(),
             *self.traces.collectors(),
             *self.speed_insights.collectors(),
@@ -149,25 +151,14 @@ class DrainReceiver:
             self.records,
             self.skipped,
         ]
-
-    def meta(self) -> list[Metric]:
-        rate = GaugeMetricFamily(
-            "vercel_drain_sample_rate",
-            "The sampling rate configured for each drain; its counts are scaled by 1/rate.",
-            labels=["drain"],
+        return DrainsSnapshot(
+            series=tuple(s.freeze() for s in series),
+            drains=tuple(
+                DrainView(name, ep.cfg.sample_rate, ep.last_received)
+                for name, ep in self.endpoints.items()
+                if ep.cfg is not None
+            ),
         )
-        last = GaugeMetricFamily(
-            "vercel_drain_last_delivery_timestamp_seconds",
-            "When the drain last delivered an accepted batch (Unix time).",
-            labels=["drain"],
-        )
-        for name, ep in self.endpoints.items():
-            if ep.cfg is None:
-                continue
-            rate.add_metric([name], ep.cfg.sample_rate)
-            if ep.last_received is not None:
-                last.add_metric([name], ep.last_received)
-        return [rate, last]
 
     # -- handling ----------------------------------------------------------------------------
 

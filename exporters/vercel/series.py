@@ -4,6 +4,10 @@ prometheus_client's own types take one observation per call under a lock each an
 weight: a 50,000-record drain batch would pay 50,000 lock round-trips, and a sampled drain
 (rate 0.1) must count each record ten times. Here a batch is aggregated off the lock into a
 plain dict and merged in one step, so a scrape sees all of a batch or none of it.
+
+A scrape never renders these live: `freeze()` copies one into immutable `CounterValues` /
+`HistogramValues` (on the event loop, under the series' lock; the copy is kept and handed out
+again until the next merge), and those render without any lock, off the loop if need be.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -23,33 +28,84 @@ def _go(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
+@dataclass(frozen=True, slots=True)
+class CounterValues:
+    """A counter family as of one moment: immutable, rendered by `render()` (pure)."""
+
+    name: str
+    documentation: str
+    labelnames: tuple[str, ...]
+    values: tuple[tuple[Labels, float], ...]  # in no particular order
+
+    def render(self) -> Metric:
+        fam = CounterMetricFamily(self.name, self.documentation, labels=list(self.labelnames))
+        for key, v in sorted(self.values):
+            fam.add_metric(list(key), v)
+        return fam
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramValues:
+    """A histogram family as of one moment. Each row: per-bucket counts (not cumulative), the
+    +Inf bucket, sum, count."""
+
+    name: str
+    documentation: str
+    labelnames: tuple[str, ...]
+    bounds: tuple[float, ...]
+    rows: tuple[tuple[Labels, tuple[float, ...]], ...]  # in no particular order
+
+    def render(self) -> Metric:
+        fam = HistogramMetricFamily(self.name, self.documentation, labels=list(self.labelnames))
+        les = [*(_go(b) for b in self.bounds), "+Inf"]
+        for key, row in sorted(self.rows):
+            acc = 0.0
+            buckets = []
+            for le, n in zip(les, row[:-2], strict=True):
+                acc += n
+                buckets.append((le, acc))
+            fam.add_metric(list(key), buckets, row[-2])
+        return fam
+
+
 class BatchCounter:
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name = name
         self.documentation = documentation
-        self.labelnames = list(labelnames)
+        self.labelnames = tuple(labelnames)
         self._values: dict[Labels, float] = {}
         self._lock = threading.Lock()
+        self._version = 0
+        self._frozen = CounterValues(name, documentation, self.labelnames, ())
+        self._frozen_at = 0
 
     def merge(self, delta: dict[Labels, float]) -> None:
         with self._lock:
             values = self._values
             for key, n in delta.items():
                 values[key] = values.get(key, 0.0) + n
+            self._version += 1
 
     def init(self, keys: Iterable[Labels]) -> None:
         """Create series at 0 so that the first increase is seen by rate()."""
         with self._lock:
             for key in keys:
                 self._values.setdefault(key, 0.0)
+            self._version += 1
+
+    def freeze(self) -> CounterValues:
+        """An immutable copy of the values now (the same object until the next merge)."""
+        with self._lock:
+            frozen = self._frozen
+            if self._frozen_at != self._version:
+                frozen = self._frozen = CounterValues(
+                    self.name, self.documentation, self.labelnames, tuple(self._values.items())
+                )
+                self._frozen_at = self._version
+        return frozen
 
     def collect(self) -> Metric:
-        fam = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        with self._lock:
-            items = sorted(self._values.items())
-        for key, v in items:
-            fam.add_metric(list(key), v)
-        return fam
+        return self.freeze().render()
 
 
 class HistogramBatch:
@@ -75,10 +131,13 @@ class BatchHistogram:
     ) -> None:
         self.name = name
         self.documentation = documentation
-        self.labelnames = list(labelnames)
+        self.labelnames = tuple(labelnames)
         self.bounds = sorted(buckets)
         self._rows: dict[Labels, list[float]] = {}
         self._lock = threading.Lock()
+        self._version = 0
+        self._frozen = HistogramValues(name, documentation, self.labelnames, tuple(self.bounds), ())
+        self._frozen_at = 0
 
     def batch(self) -> HistogramBatch:
         return HistogramBatch(self.bounds)
@@ -93,17 +152,22 @@ class BatchHistogram:
                 else:
                     for i, d in enumerate(delta):
                         row[i] += d
+            self._version += 1
+
+    def freeze(self) -> HistogramValues:
+        """An immutable copy of the rows now (the same object until the next merge)."""
+        with self._lock:
+            frozen = self._frozen
+            if self._frozen_at != self._version:
+                frozen = self._frozen = HistogramValues(
+                    self.name,
+                    self.documentation,
+                    self.labelnames,
+                    tuple(self.bounds),
+                    tuple((k, tuple(r)) for k, r in self._rows.items()),
+                )
+                self._frozen_at = self._version
+        return frozen
 
     def collect(self) -> Metric:
-        fam = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        with self._lock:
-            items = sorted((k, list(r)) for k, r in self._rows.items())
-        les = [*(_go(b) for b in self.bounds), "+Inf"]
-        for key, row in items:
-            acc = 0.0
-            buckets = []
-            for le, n in zip(les, row[:-2], strict=True):
-                acc += n
-                buckets.append((le, acc))
-            fam.add_metric(list(key), buckets, row[-2])
-        return fam
+        return self.freeze().render()

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from common import exporter as shared
 from common.config import load_config
+from exporters.vercel.app import VercelExporter
 from exporters.vercel.config import VercelConfig, read_secrets
 from fakes.vercel_setup import PROJECT_ID, SECRETS, TOKEN, SimClock, write_config
 
-__all__ = ["PROJECT_ID", "SECRETS", "TOKEN", "SimClock", "load", "samples", "value", "write_config"]
+__all__ = [
+    "PROJECT_ID",
+    "SECRETS",
+    "TOKEN",
+    "SimClock",
+    "load",
+    "render",
+    "samples",
+    "value",
+    "write_config",
+]
 
 
 def load(path: Path) -> tuple[VercelConfig, dict[str, str]]:
@@ -28,3 +41,9 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(text: str, name: str, **labels: str) -> float | None:
     return samples(text).get((name, frozenset(labels.items())))
+
+
+def render(e: VercelExporter) -> bytes:
+    """One scrape's exposition now, as GET /metrics serves it (called on the event loop, or
+    where none runs)."""
+    return shared.render(e, e.take_snapshot(), [], time.perf_counter())

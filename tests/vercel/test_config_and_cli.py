@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from common.config import ConfigError, load_config
-from exporters.vercel.app import Exporter, render
+from exporters.vercel.app import VercelExporter
 from exporters.vercel.cli import main
 from exporters.vercel.config import VercelConfig
 from fakes.vercel_drains import log_records, otlp_json, speed_insights_records
 from tests.conftest import ROOT
-from tests.vercel.helpers import PROJECT_ID, SECRETS, TOKEN, load, write_config
+from tests.vercel.helpers import PROJECT_ID, SECRETS, TOKEN, load, render, write_config
 
 
 def test_every_problem_is_listed_with_its_key(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_check_config_summarises(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_without_a_token_polling_is_off_and_the_exporter_is_up(tmp_path: Path) -> None:
     cfg, secrets = load(write_config(tmp_path, token=False))
-    text = render(Exporter(cfg, secrets)).decode()
+    text = render(VercelExporter(cfg, secrets)).decode()
     assert "vercel_up 1.0" in text
     assert "vercel_api_polling_enabled 0.0" in text
     assert "vercel_deployments_total" not in text
@@ -71,7 +71,7 @@ def test_without_a_token_polling_is_off_and_the_exporter_is_up(tmp_path: Path) -
 @pytest.mark.integration
 def test_output_passes_promtool_check_metrics(tmp_path: Path, promtool: str) -> None:
     cfg, secrets = load(write_config(tmp_path))
-    e = Exporter(cfg, secrets)
+    e = VercelExporter(cfg, secrets)
     for drain, batch in (
         (e.drains.logs, log_records(200, PROJECT_ID)),
         (e.drains.speed_insights, speed_insights_records(200, PROJECT_ID)),

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
-from exporters.vercel.api import VercelApi
-from exporters.vercel.app import Exporter, render
+from common.upstream import UpstreamError
+from exporters.vercel import api
+from exporters.vercel.app import VercelExporter
+from exporters.vercel.app import make_app as vercel_app
+from exporters.vercel.deployments import DeploymentsSource
 from fakes.vercel_api import FakeDeployment, VercelApiState, make_app, timeline
-from tests.vercel.helpers import PROJECT_ID, TOKEN, SimClock, load, value, write_config
+from tests.vercel.helpers import PROJECT_ID, TOKEN, SimClock, load, render, value, write_config
 
 TEAM = "team_1a2b3c4d5e6f7g8h9i0j1k2l"
 
@@ -65,16 +71,17 @@ class Rig:
         self.api_overrides = {"state_file": str(tmp_path / "state.json"), **(api or {})}
         self.exporter = self.new_exporter()
 
-    def new_exporter(self) -> Exporter:
+    def new_exporter(self) -> VercelExporter:
         cfg, secrets = load(write_config(self.tmp_path, base_url=self.url, api=self.api_overrides))
-        api = VercelApi.from_config(
-            cfg.api, secrets["token"], clock=self.clock, sleep=self.clock.sleep
-        )
-        return Exporter(cfg, secrets, api=api, clock=self.clock)
+        return VercelExporter(cfg, secrets, clock=self.clock, sleep=self.clock.sleep)
+
+    @property
+    def source(self) -> DeploymentsSource:
+        assert self.exporter.deployments is not None
+        return self.exporter.deployments
 
     async def refresh(self) -> bool:
-        assert self.exporter.tracker is not None
-        return await self.exporter.tracker.refresh()
+        return await self.source.poll()
 
     def metrics(self) -> str:
         return render(self.exporter).decode()
@@ -91,8 +98,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await server.start_server()
     r = Rig(tmp_path, clock, state, str(server.make_url("")).rstrip("/"))
     yield r
-    assert r.exporter.tracker is not None
-    await r.exporter.tracker.api.aclose()
+    await r.exporter.aclose()
     await server.close()
 
 
@@ -228,8 +234,7 @@ async def test_a_restart_neither_recounts_nor_misses_deployments(rig: Rig) -> No
     # Down for ten minutes; one deployment starts and finishes meanwhile.
     rig.state.add([dep("dpl_b", now + 120, build=30.0, queue=1.0, prod=True)])
     rig.clock.t += 600
-    assert rig.exporter.tracker is not None
-    await rig.exporter.tracker.api.aclose()
+    await rig.exporter.aclose()
     rig.exporter = rig.new_exporter()
     assert await rig.refresh()
     text = rig.metrics()
@@ -262,13 +267,65 @@ async def test_429_storm_backs_off_until_reset_and_keeps_the_snapshot(rig: Rig) 
     assert await rig.refresh()
     rig.state.faults = ["429"] * 10
     rig.clock.t += 30
-    assert not await rig.refresh()
+    wait = await rig.source.loop.refresh_once()
+    assert rig.source.loop.failures_in_a_row == 1
     text = rig.metrics()
     assert value(text, "vercel_api_errors_total", reason="rate_limited") == 3  # type: ignore[operator]
+    assert value(text, "vercel_api_requests_total", endpoint="deployments", code="429") == 3
     assert value(text, "vercel_up") == 1, "the last good snapshot is still fresh"
     assert prod_info(text) == 1
-    assert rig.exporter.tracker is not None
-    assert rig.exporter.tracker.next_refresh_not_before > rig.clock()
+    # The next refresh comes no sooner than the regular interval (the 429s' reset is 2 s away).
+    assert wait == 30.0
+
+
+def _answer_429(headers: dict[str, str], body: object) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(429, headers=headers, json=body)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "blocked_for"),
+    [
+        ({"X-RateLimit-Reset": "1780000300"}, {}, 300.0),  # the header
+        ({}, {"error": {"code": "rate_limited", "limit": {"reset": 1780000200}}}, 200.0),  # body
+        ({"X-RateLimit-Reset": "soon"}, {"error": {"limit": {"reset": 1780000200}}}, 200.0),
+        ({}, {"error": {"code": "rate_limited"}}, 60.0),  # nothing said: a minute
+        ({"X-RateLimit-Reset": "1779999000"}, {}, 60.0),  # a reset already past: a minute
+        ({"X-RateLimit-Reset": "1780086400"}, {}, 600.0),  # a day away: re-checked in 10 min
+        ({"Retry-After": "5"}, {"error": {"limit": {"reset": 1780000100}}}, 100.0),
+    ],
+)
+async def test_a_429s_reset_comes_from_the_header_else_the_body_else_a_minute(
+    tmp_path: Path, headers: dict[str, str], body: object, blocked_for: float
+) -> None:
+    clock = SimClock()  # 1_780_000_000
+    cfg, _ = load(write_config(tmp_path))
+    up = api.make_upstream(
+        cfg.api, transport=httpx.MockTransport(_answer_429(headers, body)), clock=clock
+    )
+    with pytest.raises(UpstreamError) as err:
+        await up.get_json("deployments", "/v6/deployments")
+    assert err.value.reason == "rate_limited"
+    assert err.value.retry_at == clock() + blocked_for
+    assert up.blocked_until["deployments"] == clock() + blocked_for
+    await up.aclose()
+
+
+async def test_a_far_reset_gives_the_refresh_up_and_the_loop_sleeps_until_it(
+    tmp_path: Path,
+) -> None:
+    clock = SimClock()
+    cfg, secrets = load(write_config(tmp_path))
+    reset = {"X-RateLimit-Reset": str(int(clock()) + 300)}
+    transport = httpx.MockTransport(_answer_429(reset, {}))
+    e = VercelExporter(cfg, secrets, transport=transport, clock=clock, sleep=clock.sleep)
+    assert e.deployments is not None
+    wait = await e.deployments.loop.refresh_once()
+    assert clock.slept == [], "more than two minutes away: not waited for inside a refresh"
+    assert wait == 300.0
+    text = render(e).decode()
+    assert value(text, "vercel_api_requests_total", endpoint="deployments", code="429") == 1
+    assert value(text, "vercel_api_errors_total", reason="rate_limited") == 1
+    await e.aclose()
 
 
 @pytest.mark.parametrize("fault", ["500", "timeout_like", "malformed", "truncated", "shape"])
@@ -374,22 +431,14 @@ async def test_refresh_loop_survives_the_api_being_down(tmp_path: Path) -> None:
     # Nothing listens on port 9: connection refused on every request.
     cfg, secrets = load(write_config(tmp_path, base_url="http://127.0.0.1:9"))
     clock = SimClock()
-    api = VercelApi(
-        cfg.api.base_url,
-        secrets["token"],
-        team_id=None,
-        timeout=1.0,
-        max_requests_per_minute=60,
-        clock=clock,
-        sleep=clock.sleep,
-    )
-    e = Exporter(cfg, secrets, api=api, clock=clock)
-    assert e.tracker is not None
-    assert not await e.tracker.refresh()
+    e = VercelExporter(cfg, secrets, clock=clock, sleep=clock.sleep)
+    assert e.deployments is not None
+    assert not await e.deployments.poll()
     text = render(e).decode()
     assert value(text, "vercel_api_errors_total", reason="connect") == 3
     assert value(text, "vercel_up") == 0
-    await api.aclose()
+    assert value(text, "vercel_api_refreshes_total", result="failure") == 1
+    await e.aclose()
 
 
 async def test_deployments_vanishing_between_pages_are_neither_lost_nor_doubled(rig: Rig) -> None:
@@ -408,8 +457,7 @@ async def test_deployments_vanishing_between_pages_are_neither_lost_nor_doubled(
     listed = {q.get("until") for q in rig.requests()}
     assert len(listed) == 3, "paging by `until` timestamps: a deletion shifts no page"
     rig.state.after_request = None
-    assert rig.exporter.tracker is not None
-    ps = rig.exporter.tracker.projects[PROJECT_ID]
+    ps = rig.source.projects[PROJECT_ID]
     assert "dpl_building" in ps.in_flight  # seen on page 1, before it was deleted
     rig.clock.t += 30
     assert await rig.refresh()
@@ -434,6 +482,38 @@ async def test_a_slow_api_times_out_and_the_next_attempt_succeeds(tmp_path: Path
         assert value(text, "vercel_api_requests_total", endpoint="deployments", code="error") == 1
         assert prod_info(text) == 1
     finally:
-        assert rig.exporter.tracker is not None
-        await rig.exporter.tracker.api.aclose()
+        await rig.exporter.aclose()
+        await server.close()
+
+
+async def test_the_app_polls_in_the_background_and_serves_the_snapshot(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """Through the shared exporter app: the refresh loop starts with the app, /metrics renders
+    (off the event loop) what it last published, and it stops with the app."""
+    state = VercelApiState(token=TOKEN, team_id=TEAM)
+    state.add([dep("dpl_1", state.clock() - 600, prod=True)])
+    server = TestServer(make_app(state))
+    await server.start_server()
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        cfg, secrets = load(write_config(tmp_path, base_url=url))
+        exporter = VercelExporter(cfg, secrets)
+        client = await aiohttp_client(vercel_app(exporter))
+        for _ in range(100):
+            if state.requests:
+                break
+            await asyncio.sleep(0.05)
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        text = await resp.text()
+        assert value(text, "vercel_up") == 1
+        assert value(text, "vercel_api_refreshes_total", result="success") == 1
+        assert prod_info(text) == 1
+        assert (await client.get("/-/ready")).status == 200
+        assert "Deployments polling: on" in await (await client.get("/")).text()
+        await client.close()
+        assert exporter.deployments is not None
+        assert exporter.deployments.upstream.client.is_closed
+    finally:
         await server.close()

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporters.vercel.app import Exporter
+from exporters.vercel.app import VercelExporter
 from exporters.vercel.drain_body import MAX_STRING
 from exporters.vercel.log_drain import ID_TTL, RecentIds
 from fakes.vercel_drains import (
@@ -64,24 +64,24 @@ def signed(drain: str, body: bytes, content_type: str = JSON) -> dict[str, str]:
     return {"Content-Type": content_type, "x-vercel-signature": sign(SECRETS[drain], body)}
 
 
-async def make(aiohttp_client: Any, tmp_path: Path, **kw: Any) -> tuple[TestClient, Exporter]:
+async def make(aiohttp_client: Any, tmp_path: Path, **kw: Any) -> tuple[TestClient, VercelExporter]:
     clock = kw.pop("clock", None)
     cfg, secrets = load(write_config(tmp_path, token=False, **kw))
-    exporter = Exporter(cfg, secrets, **({"clock": clock} if clock else {}))
+    exporter = VercelExporter(cfg, secrets, **({"clock": clock} if clock else {}))
     return await serve(aiohttp_client, exporter), exporter
 
 
 @pytest.fixture
-async def rig(aiohttp_client: Any, tmp_path: Path) -> tuple[TestClient, Exporter]:
+async def rig(aiohttp_client: Any, tmp_path: Path) -> tuple[TestClient, VercelExporter]:
     return await make(aiohttp_client, tmp_path)
 
 
-def outcome(e: Exporter, drain: str, name: str) -> float:
+def outcome(e: VercelExporter, drain: str, name: str) -> float:
     key = ("vercel_drain_deliveries_total", frozenset({("drain", drain), ("outcome", name)}))
     return samples(metrics(e)).get(key, 0.0)
 
 
-def counted(e: Exporter) -> dict[str, float]:
+def counted(e: VercelExporter) -> dict[str, float]:
     text = metrics(e)
     return {name: total(text, name) for name in SERIES}
 
@@ -156,7 +156,7 @@ def hostile(endpoint: str) -> dict[str, tuple[bytes, str]]:
 
 @pytest.mark.parametrize("endpoint", sorted(ENDPOINTS))
 async def test_every_kind_of_bad_body_is_a_4xx_with_a_reason_and_a_counter(
-    rig: tuple[TestClient, Exporter], endpoint: str
+    rig: tuple[TestClient, VercelExporter], endpoint: str
 ) -> None:
     client, e = rig
     path, drain, _ = ENDPOINTS[endpoint]
@@ -179,7 +179,7 @@ async def test_every_kind_of_bad_body_is_a_4xx_with_a_reason_and_a_counter(
 
 
 async def test_protobuf_traces_refuse_nul_long_strings_and_bad_bytes(
-    rig: tuple[TestClient, Exporter],
+    rig: tuple[TestClient, VercelExporter],
 ) -> None:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
@@ -235,7 +235,7 @@ async def raw_post(client: TestClient, path: str, headers: list[bytes], body: by
     ],
 )
 async def test_non_utf8_non_ascii_or_non_hex_signature_headers_are_403(
-    rig: tuple[TestClient, Exporter], endpoint: str, value: bytes
+    rig: tuple[TestClient, VercelExporter], endpoint: str, value: bytes
 ) -> None:
     client, e = rig
     path, drain, make_doc = ENDPOINTS[endpoint]
@@ -247,7 +247,9 @@ async def test_non_utf8_non_ascii_or_non_hex_signature_headers_are_403(
 
 
 @pytest.mark.parametrize("endpoint", sorted(ENDPOINTS))
-async def test_wrong_content_types_are_415(rig: tuple[TestClient, Exporter], endpoint: str) -> None:
+async def test_wrong_content_types_are_415(
+    rig: tuple[TestClient, VercelExporter], endpoint: str
+) -> None:
     client, e = rig
     path, drain, make_doc = ENDPOINTS[endpoint]
     body = json.dumps(make_doc()).encode()
@@ -300,7 +302,7 @@ async def test_refusals_on_headers_come_before_the_body_is_read(
 
 
 async def test_a_wrongly_signed_body_never_waits_for_the_drains_lock(
-    rig: tuple[TestClient, Exporter],
+    rig: tuple[TestClient, VercelExporter],
 ) -> None:
     client, e = rig
     body = encode(log_records(4000, PROJECT_ID), "json")  # over a MiB: spooled to a file
@@ -364,7 +366,7 @@ async def test_chunked_bodies_over_the_limit_are_413_while_streaming(
     assert outcome(e, "logs", "too_large") == 1
 
 
-async def test_a_malformed_chunked_body_is_a_4xx(rig: tuple[TestClient, Exporter]) -> None:
+async def test_a_malformed_chunked_body_is_a_4xx(rig: tuple[TestClient, VercelExporter]) -> None:
     client, _e = rig
     reader, writer = await asyncio.open_connection(client.host, client.port)
     writer.write(
@@ -431,7 +433,7 @@ CONTENT_TYPES = [JSON, "application/x-ndjson", PROTOBUF, "text/plain", "applicat
     signature=st.sampled_from(["good", "none", "wrong"]),
 )
 async def test_arbitrary_bytes_and_json_never_5xx(
-    rig: tuple[TestClient, Exporter],
+    rig: tuple[TestClient, VercelExporter],
     endpoint: str,
     body: bytes,
     overlay: dict[str, Any],
@@ -460,7 +462,9 @@ async def test_arbitrary_bytes_and_json_never_5xx(
 # -- labels and replays ---------------------------------------------------------------------------
 
 
-async def test_region_accepts_only_vercels_region_codes(rig: tuple[TestClient, Exporter]) -> None:
+async def test_region_accepts_only_vercels_region_codes(
+    rig: tuple[TestClient, VercelExporter],
+) -> None:
     client, e = rig
     records = log_records(5, PROJECT_ID)
     for rec, region in zip(records, ["iad1", "xyz9", "us-east-1", "", "<b>"], strict=True):
@@ -514,7 +518,7 @@ async def test_a_replayed_log_delivery_counts_once_until_its_ids_expire(
 
 
 async def test_a_refused_delivery_leaves_no_ids_that_would_make_its_retry_a_replay(
-    rig: tuple[TestClient, Exporter],
+    rig: tuple[TestClient, VercelExporter],
 ) -> None:
     client, e = rig
     records = log_records(20, PROJECT_ID)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporters.vercel.app import Exporter, make_app, render
+from exporters.vercel.app import VercelExporter, make_app
 from exporters.vercel.drain_body import signature
 from fakes.vercel_drains import (
     delivery,
@@ -24,20 +24,29 @@ from fakes.vercel_drains import (
     otlp_protobuf,
     speed_insights_records,
 )
-from tests.vercel.helpers import PROJECT_ID, SECRETS, TOKEN, load, samples, value, write_config
+from tests.vercel.helpers import (
+    PROJECT_ID,
+    SECRETS,
+    TOKEN,
+    load,
+    render,
+    samples,
+    value,
+    write_config,
+)
 
 LOGS = SECRETS["logs"]
 
 
 async def make_client(
     aiohttp_client: Any, tmp_path: Path, **kw: Any
-) -> tuple[TestClient, Exporter]:
+) -> tuple[TestClient, VercelExporter]:
     cfg, secrets = load(write_config(tmp_path, token=False, **kw))
-    exporter = Exporter(cfg, secrets)
+    exporter = VercelExporter(cfg, secrets)
     return await serve(aiohttp_client, exporter), exporter
 
 
-async def serve(aiohttp_client: Any, exporter: Exporter) -> TestClient:
+async def serve(aiohttp_client: Any, exporter: VercelExporter) -> TestClient:
     # As in production (exporters/vercel/cli.py): aiohttp must hand us the bytes Vercel signed.
     server = TestServer(make_app(exporter))
     await server.start_server(auto_decompress=False, lingering_time=2.0)
@@ -46,11 +55,13 @@ async def serve(aiohttp_client: Any, exporter: Exporter) -> TestClient:
 
 
 @pytest.fixture
-async def rig(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[tuple[TestClient, Exporter]]:
+async def rig(
+    aiohttp_client: Any, tmp_path: Path
+) -> AsyncIterator[tuple[TestClient, VercelExporter]]:
     return await make_client(aiohttp_client, tmp_path)
 
 
-def metrics(e: Exporter) -> str:
+def metrics(e: VercelExporter) -> str:
     return render(e).decode()
 
 
@@ -69,7 +80,7 @@ def test_signature_matches_vercels_documented_vectors() -> None:
     ("fmt", "gz"), [("json", False), ("ndjson", False), ("json", True), ("ndjson", True)]
 )
 async def test_log_batches_are_counted_in_every_framing(
-    rig: tuple[TestClient, Exporter], fmt: str, gz: bool
+    rig: tuple[TestClient, VercelExporter], fmt: str, gz: bool
 ) -> None:
     client, e = rig
     records = log_records(300, PROJECT_ID)
@@ -93,7 +104,7 @@ async def test_log_batches_are_counted_in_every_framing(
 
 
 async def test_gzip_signed_over_the_compressed_bytes_is_accepted(
-    rig: tuple[TestClient, Exporter],
+    rig: tuple[TestClient, VercelExporter],
 ) -> None:
     client, e = rig
     plain = encode(log_records(10, PROJECT_ID), "json")
@@ -106,7 +117,7 @@ async def test_gzip_signed_over_the_compressed_bytes_is_accepted(
 
 
 async def test_bad_signature_is_403_counted_and_changes_nothing(
-    rig: tuple[TestClient, Exporter],
+    rig: tuple[TestClient, VercelExporter],
 ) -> None:
     client, e = rig
     body = encode(log_records(10, PROJECT_ID), "json")
@@ -134,7 +145,7 @@ async def test_bad_signature_is_403_counted_and_changes_nothing(
     ],
 )
 async def test_malformed_bodies_are_400_and_nothing_is_half_counted(
-    rig: tuple[TestClient, Exporter], body: bytes
+    rig: tuple[TestClient, VercelExporter], body: bytes
 ) -> None:
     client, e = rig
     good = log_records(1, PROJECT_ID)[0]
@@ -170,7 +181,7 @@ async def test_bodies_over_the_limit_are_413_and_gzip_bombs_too(
 
 
 async def test_duplicate_request_ids_and_revalidations_are_not_requests(
-    rig: tuple[TestClient, Exporter],
+    rig: tuple[TestClient, VercelExporter],
 ) -> None:
     client, e = rig
     rec = log_records(1, PROJECT_ID)[0]
@@ -248,7 +259,9 @@ async def test_traces_in_json_and_protobuf_give_the_same_histograms(
     assert sum(v for (n, _), v in results[0].items() if n.endswith("_count")) == 50
 
 
-async def test_trace_span_fields_map_to_bounded_labels(rig: tuple[TestClient, Exporter]) -> None:
+async def test_trace_span_fields_map_to_bounded_labels(
+    rig: tuple[TestClient, VercelExporter],
+) -> None:
     client, e = rig
     doc = {
         "resourceSpans": [
@@ -380,7 +393,7 @@ async def test_speed_insights_become_web_vitals_with_bounded_routes(
 
 
 async def test_no_raw_path_ip_request_or_deployment_id_reaches_a_label(
-    rig: tuple[TestClient, Exporter],
+    rig: tuple[TestClient, VercelExporter],
 ) -> None:
     client, e = rig
     records = log_records(200, PROJECT_ID)
@@ -414,13 +427,13 @@ async def test_verification_probe_and_unconfigured_drains(
     assert resp.status == 200
     assert resp.headers["x-vercel-verify"] == SECRETS["verify_code"]
     cfg, secrets = load(write_config(tmp_path / "x", token=False, drains={"traces": None}))
-    client2 = await serve(aiohttp_client, Exporter(cfg, secrets))
+    client2 = await serve(aiohttp_client, VercelExporter(cfg, secrets))
     resp = await client2.post("/drains/traces", data=b"{}")
     assert resp.status == 404
 
 
 async def test_a_huge_batch_does_not_block_metrics(
-    rig: tuple[TestClient, Exporter], caplog: pytest.LogCaptureFixture
+    rig: tuple[TestClient, VercelExporter], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, e = rig
     caplog.set_level(logging.DEBUG)

@@ -172,9 +172,8 @@ def test_any_api_answer_leaves_the_poller_serving(doc: Any, tmp_path_factory: An
 
     import httpx
 
-    from exporters.vercel.api import VercelApi
-    from exporters.vercel.app import Exporter, render
-    from tests.vercel.helpers import SimClock, load, write_config
+    from exporters.vercel.app import VercelExporter
+    from tests.vercel.helpers import SimClock, load, render, write_config
 
     body = json.dumps(doc).encode()
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
@@ -182,20 +181,10 @@ def test_any_api_answer_leaves_the_poller_serving(doc: Any, tmp_path_factory: An
     clock = SimClock()
 
     async def go() -> str:
-        api = VercelApi(
-            cfg.api.base_url,
-            "t",
-            team_id=None,
-            timeout=1.0,
-            max_requests_per_minute=10_000,
-            transport=transport,
-            clock=clock,
-            sleep=clock.sleep,
-        )
-        e = Exporter(cfg, secrets, api=api, clock=clock)
-        assert e.tracker is not None
-        await e.tracker.refresh()  # True or False, never an exception
-        await api.aclose()
+        e = VercelExporter(cfg, secrets, transport=transport, clock=clock, sleep=clock.sleep)
+        assert e.deployments is not None
+        await e.deployments.poll()  # True or False, never an exception
+        await e.aclose()
         return render(e).decode()
 
     text = asyncio.run(go())
