@@ -4,19 +4,24 @@ batches. Compared with the issue's target (50,000 records per CPU-second) and, a
 with the obvious alternative: the same parse, then prometheus_client's Counter.labels().inc()
 per record.
 
-Run: .venv/bin/python -m benchmarks.vercel_drain_ingest [--batches 60]
+Ours and the reference run in turns over `--rounds` rounds (at least 5); each figure is the
+median with its range.
+
+Run: .venv/bin/python -m benchmarks.vercel_drain_ingest [--batches 60] [--rounds 5]
 Last line: drain_records_per_cpu_second json=<n> ndjson=<n>
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
 
+from benchmarks.compare import figure, interleave, ratio
 from common.config import load_config
 from exporters.vercel import labels as L
 from exporters.vercel.config import VercelConfig, read_secrets
@@ -86,19 +91,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--batches", type=int, default=60, help="distinct 1,000-record batches per format"
     )
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in ("json", "ndjson"):
             work = batches(args.batches, fmt)
             size = sum(len(b) for b, _ in work) / len(work)
-            r_ours = ours(work, Path(tmp) / fmt)
-            r_naive = per_record_counter(work)
-            results[fmt] = r_ours
+            rates = interleave(
+                args.rounds,
+                {
+                    "ours": functools.partial(ours, work, Path(tmp) / fmt),
+                    "counter": functools.partial(per_record_counter, work),
+                },
+            )
+            r_ours, r_naive = figure(rates["ours"]), figure(rates["counter"])
+            per_round = ratio(rates["ours"], rates["counter"])
+            results[fmt] = r_ours.median
             print(
-                f"{fmt:6} batch {size / 1024:.0f} KiB: ours {r_ours:,.0f} records/CPU-s "
-                f"(target {TARGET:,}: {'met' if r_ours >= TARGET else 'MISSED'}), "
-                f"per-record Counter.inc {r_naive:,.0f} records/CPU-s (ours/that {r_ours / r_naive:.2f})"
+                f"{fmt:6} batch {size / 1024:.0f} KiB, {args.rounds} rounds: ours "
+                f"{r_ours.show('{:,.0f}')} records/CPU-s "
+                f"(target {TARGET:,}: {'met' if r_ours.median >= TARGET else 'MISSED'}); "
+                f"per-record Counter.inc {r_naive.show('{:,.0f}')} (ours/that {per_round.show('{:.2f}')})"
             )
     print(f"drain_records_per_cpu_second json={results['json']:.0f} ndjson={results['ndjson']:.0f}")
     return 0
