@@ -104,13 +104,16 @@ class SecretFileAuth(httpx.Auth):
             raise ValueError("give exactly one of bearer or basic")
         self.bearer = bearer
         self.basic = basic
-        self._cache: dict[Path, tuple[float, str]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int, int], str]] = {}
 
     def _read(self, path: Path) -> str:
-        mtime = os.stat(path).st_mtime
+        st = os.stat(path)
+        # A rotation by rename (a new inode) or a rewrite within the clock's resolution (a new
+        # size) is noticed as well as a new modification time.
+        key = (st.st_mtime_ns, st.st_ino, st.st_size)
         have = self._cache.get(path)
-        if have is None or have[0] != mtime:
-            have = (mtime, read_secret_file(path))
+        if have is None or have[0] != key:
+            have = (key, read_secret_file(path))
             self._cache[path] = have
         return have[1]
 

@@ -19,10 +19,10 @@ from prometheus_client.core import Metric
 
 from common import exporter as shared
 from common.refresh import RefreshLoop
-from exporters.supabase import management, scrape
+from exporters.supabase import management, project_metrics, scrape
 from exporters.supabase.config import SupabaseConfig
 from exporters.supabase.management import ManagementSource, ManagementView
-from exporters.supabase.project_metrics import ProjectMetricsProxy
+from exporters.supabase.project_metrics import ProjectMetricsProxy, Refused
 from exporters.supabase.scrape import DatabaseScraper, DatabaseSnapshot
 
 
@@ -30,13 +30,18 @@ from exporters.supabase.scrape import DatabaseScraper, DatabaseSnapshot
 class SupabaseSnapshot:
     databases: tuple[DatabaseSnapshot, ...] = ()
     management: ManagementView | None = None
+    # /probe and /sd requests refused, by endpoint and reason (None: project_metrics is off).
+    refused: Refused | None = None
 
 
 def collect(snapshot: SupabaseSnapshot) -> list[Metric]:
-    """The pure collector: every database's families, then the Management API's."""
+    """The pure collector: every database's families, then the Management API's, then the
+    refusals of /probe and /sd."""
     out = scrape.render(snapshot.databases)
     if snapshot.management is not None:
         out += management.collect(snapshot.management)
+    if snapshot.refused is not None:
+        out += project_metrics.collect(snapshot.refused)
     return out
 
 
@@ -59,7 +64,9 @@ class SupabaseExporter:
     async def snapshot(self) -> SupabaseSnapshot:
         databases = await asyncio.gather(*(s.scrape() for s in self.scrapers))
         view = self.management.view() if self.management is not None else None
-        return SupabaseSnapshot(tuple(databases), view)
+        proxy = self.project_metrics
+        refused = proxy.refused_counts() if proxy is not None else None
+        return SupabaseSnapshot(tuple(databases), view, refused)
 
     def collect(self, snapshot: SupabaseSnapshot) -> Iterable[Metric]:
         return collect(snapshot)

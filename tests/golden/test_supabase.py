@@ -1,6 +1,7 @@
 """The Supabase exporter's golden output: its pure collector rendered from one fixed snapshot
-(three databases' query rows, a Management API view and the refresh loop's figures) covering
-every family it can produce, as /metrics serves it (common.exporter.render plus the per-database
+(three databases' query rows, some read this scrape and some served from their slower cadence,
+a Management API view, the refresh loop's figures and the /probe refusals) covering every
+family it can produce, as /metrics serves it (common.exporter.render plus the per-database
 supabase_up), compared with supabase.prom and checked by promtool."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import re
 from pathlib import Path
 
 from common.upstream import REASONS
-from exporters.supabase import management, scrape, sql
+from exporters.supabase import management, project_metrics, scrape, sql
 from exporters.supabase.app import SupabaseExporter, SupabaseSnapshot
 from exporters.supabase.config import SupabaseConfig
 from exporters.supabase.management import (
@@ -47,6 +48,7 @@ def config(tmp: Path) -> SupabaseConfig:
                 "token_file": str(tmp / "token"),
                 "projects": [{"ref": "abcdefghijklmnop", "pitr_required": True}],
             },
+            "project_metrics": {"keys_dir": str(tmp / "keys")},
         }
     )
 
@@ -57,7 +59,8 @@ def shop(cfg: SupabaseConfig) -> DatabaseSnapshot:
     rows: dict[str, object] = {
         "connections": sql.Connections(tuple(sorted({**states, "unknown": 1}.items())), 57),
         "activity": sql.Activity(12.5, 1, 2),
-        "database": sql.DatabaseStats(981_234, 1_234, 45_678, 12, 1, 3 * 2**30),
+        "database": sql.DatabaseStats(981_234, 1_234, 45_678, 12, 1),
+        "database_size": sql.DatabaseSize(3 * 2**30),
         "wraparound": sql.Wraparound(210_000_000.0),
         "replication": sql.Replication(False, (("replica-1", 0.25), ("unnamed", 0.0))),
         "tables": sql.Tables(
@@ -101,8 +104,11 @@ def shop(cfg: SupabaseConfig) -> DatabaseSnapshot:
         ),
         "active_users": sql.ActiveUsers(23.0, 100.0),
     }
+    # The costly collectors on their own cadence: read 45 s ago (active users 200 s ago), their
+    # rows served again by this scrape.
+    age = {"database_size": 45.0, "tables": 45.0, "statements": 45.0, "active_users": 200.0}
     results = tuple(
-        CollectorResult(name, True, 0.001 * (i + 1), rows[name])
+        CollectorResult(name, True, (i + 1) / 1000, rows[name], name in age, age.get(name, 0.0))
         for i, name in enumerate(sql.COLLECTORS)
     )
     return DatabaseSnapshot(db, True, 0.0125, results)
@@ -113,7 +119,8 @@ def shop_replica(cfg: SupabaseConfig) -> DatabaseSnapshot:
     ok: dict[str, object] = {
         "connections": sql.Connections(tuple(sorted({s: 0 for s in sql.STATES}.items())), 97),
         "activity": sql.Activity(0.0, 0, 0),
-        "database": sql.DatabaseStats(10, 2, 3, 0, 0, 2**30),
+        "database": sql.DatabaseStats(10, 2, 3, 0, 0),
+        "database_size": sql.DatabaseSize(2**30),
         "wraparound": sql.Wraparound(2_000_000_000.0),
         "replication": sql.Replication(True, (("self", 2.5),)),
         "tables": sql.Tables(0.0, 0.0, 0.0, ()),
@@ -122,7 +129,7 @@ def shop_replica(cfg: SupabaseConfig) -> DatabaseSnapshot:
         CollectorResult(name, name in ok, 0.002, ok.get(name))
         for name in sql.COLLECTORS
         if name not in db.disabled_collectors
-    )  # active_users fails (permission denied); statements is disabled: left out
+    )  # read this scrape; active_users fails (permission denied); statements is disabled
     return DatabaseSnapshot(db, True, 0.02, results)
 
 
@@ -209,8 +216,13 @@ async def test_supabase_golden(tmp_path: Path) -> None:
     source = management_source(cfg)
     exporter = SupabaseExporter(cfg, management=source)
     try:
+        refused = dict.fromkeys(
+            ((e, r) for e, reasons in project_metrics.REASONS.items() for r in reasons), 0
+        ) | {("probe", "invalid_project"): 3, ("probe", "unknown_project"): 1}
         snapshot = SupabaseSnapshot(
-            (shop(cfg), shop_replica(cfg), gone(cfg)), management=source.view()
+            (shop(cfg), shop_replica(cfg), gone(cfg)),
+            management=source.view(),
+            refused=tuple(sorted(refused.items())),
         )
         loops = [
             fam
@@ -227,7 +239,7 @@ async def test_supabase_golden(tmp_path: Path) -> None:
     names = sample_names(text)
     # Every series the exporter declares is in the golden file, and nothing else.
     # (tests/metrics_produced.py still reads SAMPLE_NAMES; it will read the golden files.)
-    assert names == scrape.SAMPLE_NAMES | management.SAMPLE_NAMES
+    assert names == scrape.SAMPLE_NAMES | management.SAMPLE_NAMES | project_metrics.SAMPLE_NAMES
     assert text.count("# TYPE supabase_up gauge") == 1
     assert "staleproject0000" not in text
     assert {f'supabase_management_errors_total{{reason="{r}"}}' for r in REASONS} <= {

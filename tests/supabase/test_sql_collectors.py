@@ -307,3 +307,142 @@ def test_config_refuses_passwords_and_unknown_collectors(tmp_path: Any) -> None:
     assert "hunter2" not in text
     assert "databases[0].disabled_collectors" in text
     assert "databases[1]" in text
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_costly_collectors_are_read_once_per_interval_and_served_in_between(
+    cluster: Cluster,
+) -> None:
+    from exporters.supabase.scrape import DatabaseScraper
+
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS app_users")
+        conn.execute("CREATE TABLE app_users (signed_in timestamptz)")
+        conn.execute("INSERT INTO app_users VALUES (now()), (now() - interval '3 days')")
+    db = config(
+        cluster,
+        active_users_query="SELECT count(*) FILTER (WHERE signed_in > now() - interval '1 day'),"
+        " count(*) FROM app_users",
+        cadence={"active_users": {"interval": "1m", "stale_after": "2m"}},
+    ).databases[0]
+    clock = Clock()
+    scraper = DatabaseScraper(db, clock=clock)
+    try:
+        first = {r.name: r for r in (await scraper.scrape()).results}
+        assert all(r.ok and not r.cached and r.age == 0 for r in first.values()), first
+        clock.now += 15
+        second = {r.name: r for r in (await scraper.scrape()).results}
+        cached = {n for n, r in second.items() if r.cached}
+        assert cached == {"database_size", "tables", "statements", "active_users"}
+        for name in cached:
+            # The very rows of the last read, and how old they are.
+            assert second[name].rows is first[name].rows
+            assert second[name].age == 15
+        assert second["connections"].rows is not first["connections"].rows
+        # The users' table goes away: the next read fails, the last good rows are served
+        # until stale_after, then dropped.
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("DROP TABLE app_users")
+        clock.now += 45
+        third = {r.name: r for r in (await scraper.scrape()).results}
+        assert not third["statements"].cached  # 60 s: read again
+        assert third["active_users"].ok is False
+        assert third["active_users"].rows is first["active_users"].rows
+        clock.now += 75
+        fourth = {r.name: r for r in (await scraper.scrape()).results}
+        assert fourth["active_users"].rows is None
+        assert fourth["active_users"].ok is False
+    finally:
+        await scraper.close()
+
+
+async def test_cached_collectors_say_so_in_the_metrics(cluster: Cluster) -> None:
+    e = SupabaseExporter(config(cluster))
+    try:
+        await scrape_text(e)
+        got = samples(await scrape_text(e))
+    finally:
+        await e.aclose()
+    cached = {
+        dict(ls)["collector"]: v
+        for (n, ls), v in got.items()
+        if n == "supabase_sql_collector_cached"
+    }
+    assert cached == {
+        "connections": 0,
+        "activity": 0,
+        "database": 0,
+        "database_size": 1,
+        "wraparound": 0,
+        "replication": 0,
+        "tables": 1,
+        "statements": 1,
+        "active_users": 1,
+    }
+    # Served from the first scrape's read: still named, still succeeding.
+    assert any(n == "supabase_db_statement_info" for (n, _) in got)
+    assert {v for (n, _), v in got.items() if n == "supabase_sql_collector_success"} == {1.0}
+    ages = {
+        dict(ls)["collector"]: v
+        for (n, ls), v in got.items()
+        if n == "supabase_sql_collector_age_seconds"
+    }
+    assert ages["connections"] == 0
+    assert 0 < ages["statements"] < 60
+
+
+async def test_scrapes_in_flight_together_share_one_read(cluster: Cluster) -> None:
+    from exporters.supabase.scrape import DatabaseScraper
+
+    scraper = DatabaseScraper(config(cluster).databases[0])
+    try:
+        a, b, c = await asyncio.gather(scraper.scrape(), scraper.scrape(), scraper.scrape())
+        assert a is b is c
+        assert (await scraper.scrape()) is not a
+    finally:
+        await scraper.close()
+
+
+async def test_the_tables_query_agrees_with_pg_stat_user_tables(cluster: Cluster) -> None:
+    """query_tables reads the statistics functions behind pg_stat_user_tables directly (a third
+    of the cost): the same sums and the same suspects as the view gives."""
+    from exporters.supabase.sql import State, query_tables
+
+    db = config(
+        cluster, missing_index={"min_rows": 1, "min_seq_scans": 1, "ratio": 0.5, "max_tables": 5}
+    ).databases[0]
+    mi = db.missing_index
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS noindex (a int)")
+        conn.execute("INSERT INTO noindex SELECT generate_series(1, 100)")
+        conn.execute("SELECT count(*) FROM noindex WHERE a = 3")
+    # One transaction with a statistics snapshot: the view and the query see the same figures.
+    async with await psycopg.AsyncConnection.connect(cluster.dsn()) as aconn:
+        if aconn.info.server_version >= 150000:  # PostgreSQL 14 snapshots per transaction
+            await aconn.execute("SET stats_fetch_consistency = snapshot")
+        cur = await aconn.execute(
+            "SELECT COALESCE(sum(n_dead_tup), 0), COALESCE(sum(n_live_tup), 0) FROM pg_stat_user_tables"
+        )
+        view = await cur.fetchone()
+        cur = await aconn.execute(
+            "SELECT schemaname || '.' || relname, seq_scan, COALESCE(idx_scan, 0), n_live_tup"
+            " FROM pg_stat_user_tables WHERE n_live_tup >= %s AND seq_scan >= %s"
+            " AND seq_scan > %s * COALESCE(idx_scan, 0) ORDER BY seq_tup_read DESC, 1 LIMIT %s",
+            (mi.min_rows, mi.min_seq_scans, mi.ratio, mi.max_tables),
+        )
+        suspects = await cur.fetchall()
+        async with aconn.cursor() as acur:
+            got = await query_tables(acur, db, State())
+    assert view is not None
+    assert (got.dead_tuples, got.live_tuples) == (float(view[0]), float(view[1]))
+    assert [(s.table, s.seq_scans, s.idx_scans, s.live_rows) for s in got.suspects] == [
+        (t, float(a), float(b), float(c)) for t, a, b, c in suspects
+    ]
+    assert {"public.orders", "public.noindex"} <= {s.table for s in got.suspects}
