@@ -15,7 +15,6 @@ refresh loop `<prefix>_up`, `_last_success_timestamp_seconds`, `_refresh_duratio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -26,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 from common.build_info import build_info
 from common.refresh import RefreshLoop
-from common.web import healthy, landing_page
+from common.web import background_tasks, healthy, landing_page
 
 S = TypeVar("S")
 
@@ -46,6 +45,29 @@ class Exporter(Protocol[S]):
     def ready(self) -> bool: ...
     def landing(self) -> list[tuple[str, list[str]]]: ...
     async def aclose(self) -> None: ...
+
+
+class ExporterDefaults:
+    """What most exporters answer alike; an exporter overrides what it does differently."""
+
+    def up_labels(self) -> tuple[str, ...]:
+        return ()
+
+    def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]:
+        return {}
+
+    def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+        return ()
+
+    def ready(self) -> bool:
+        # Ready as soon as it serves: a source being down is a metric (<ns>_up), not a restart.
+        return True
+
+    def landing(self) -> list[tuple[str, list[str]]]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
 
 
 class _Scrape:
@@ -141,18 +163,17 @@ def make_app(
             return web.Response(text="OK\n")
         return web.Response(status=503, text="not ready\n")
 
-    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(loop.run()) for loop, _ in exporter.loops().values()]
-        tasks += [asyncio.create_task(start()) for start in exporter.background()]
+    async def close(_: web.Application) -> AsyncIterator[None]:
         yield
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
         await exporter.aclose()
 
-    app.cleanup_ctx.append(lifecycle)
+    # Registered first, so it runs last: the tasks are stopped before the exporter closes.
+    app.cleanup_ctx.append(close)
+    app.cleanup_ctx.append(
+        background_tasks(
+            *(loop.run for loop, _ in exporter.loops().values()), *exporter.background()
+        )
+    )
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", index)
     app.router.add_get("/-/healthy", healthy)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -24,3 +28,23 @@ def landing_page(name: str, sections: list[tuple[str, list[str]]]) -> web.Respon
         f"<h1>{title}</h1><p><a href='/metrics'>Metrics</a></p>{body}</body></html>"
     )
     return web.Response(text=page, content_type="text/html")
+
+
+def background_tasks(
+    *starts: Callable[[], Coroutine[Any, Any, None]],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context (app.cleanup_ctx) that runs these coroutines while the app serves,
+    then cancels them and waits for them to end (so nothing outlives the app)."""
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(start()) for start in starts]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+    return ctx

@@ -11,7 +11,7 @@ alerts stores the others and dead-letters the bad ones with their reasons (200).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -34,6 +34,7 @@ from prometheus_client.core import (
 
 from common.build_info import build_info
 from common.ingress import BadRequest, bearer_ok, header_bytes, require_content_type, signature_ok
+from common.web import background_tasks
 from recorder.applier import Applier
 from recorder.journal import Journal, JournalFull, JournalUnavailable, Record
 from recorder.payloads import (
@@ -579,18 +580,12 @@ def make_app(
 
         app.cleanup_ctx.append(ctx)
 
-    async def background(app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(_load_latest_until_done(store))]
-        if applier is not None:
-            tasks.append(asyncio.create_task(applier.run()))
-        yield
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-
-    app.cleanup_ctx.append(background)
+    app.cleanup_ctx.append(
+        background_tasks(
+            functools.partial(_load_latest_until_done, store),
+            *([applier.run] if applier is not None else []),
+        )
+    )
     app.router.add_post("/webhooks/alertmanager", alertmanager)
     app.router.add_post("/webhooks/heartbeat", heartbeat)
     app.router.add_post("/webhooks/deployments/vercel", vercel)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -14,7 +14,6 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from common import exporter as shared
-from common.refresh import RefreshLoop
 from exporters.billing import metrics
 from exporters.billing.config import BillingConfig
 from exporters.billing.cost_tracking import CostTrackingWriter
@@ -23,7 +22,7 @@ from exporters.billing.snapshot import Snapshot
 from exporters.billing.sources import make_sources
 
 
-class BillingExporter:
+class BillingExporter(shared.ExporterDefaults):
     namespace = "billing"
     title = "billing"
 
@@ -58,23 +57,11 @@ class BillingExporter:
     def up(self, snapshot: Snapshot) -> bool:
         return snapshot.up
 
-    def up_labels(self) -> tuple[str, ...]:
-        return ()
-
     def up_help(self) -> str:
         return metrics.UP_HELP
 
-    def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]:
-        # The per-source loops run inside the job (which publishes after each refresh); their
-        # state is served as billing_source_*{source} by the collector.
-        return {}
-
     def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
         return [self.job.run]
-
-    def ready(self) -> bool:
-        # Ready as soon as it serves: a source being down is a metric (billing_source_up).
-        return True
 
     def landing(self) -> list[tuple[str, list[str]]]:
         return [("Sources:", list(self.job.sources))]

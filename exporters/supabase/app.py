@@ -10,7 +10,7 @@ per-project metrics endpoint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,7 @@ def collect(snapshot: SupabaseSnapshot) -> list[Metric]:
     return out
 
 
-class SupabaseExporter:
+class SupabaseExporter(shared.ExporterDefaults):
     namespace = "supabase"
     title = "Supabase"
 
@@ -85,14 +85,6 @@ class SupabaseExporter:
         if self.management is None:
             return {}
         return {management.PREFIX: (self.management.loop, management.WHAT)}
-
-    def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
-        return ()
-
-    def ready(self) -> bool:
-        # Ready as soon as it serves: a database being down is a metric (supabase_up), not a
-        # restart.
-        return True
 
     def landing(self) -> list[tuple[str, list[str]]]:
         return [("Databases:", [s.db.name for s in self.scrapers])]

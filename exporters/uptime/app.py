@@ -3,21 +3,20 @@ each scrape copies it into an immutable snapshot, and the pure collector renders
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
 from prometheus_client.core import Metric
 
 from common import exporter as shared
-from common.refresh import RefreshLoop
 from exporters.uptime import collector
 from exporters.uptime.collector import UptimeSnapshot
 from exporters.uptime.config import UptimeConfig
 from exporters.uptime.scheduler import Prober
 
 
-class UptimeExporter:
+class UptimeExporter(shared.ExporterDefaults):
     namespace = "uptime"
     title = "uptime"
 
@@ -35,14 +34,8 @@ class UptimeExporter:
     def up(self, snapshot: UptimeSnapshot) -> bool:
         return collector.up(snapshot)
 
-    def up_labels(self) -> tuple[str, ...]:
-        return ()
-
     def up_help(self) -> str:
         return collector.UP_HELP
-
-    def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]:
-        return {}  # probes are read on scrape from the prober's own tasks
 
     def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
         return [self._run_prober]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -20,7 +20,6 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from common import exporter as shared
-from common.refresh import RefreshLoop
 from common.upstream import Upstream
 from exporters.vercel import api, collector
 from exporters.vercel.config import VercelConfig
@@ -37,7 +36,7 @@ DRAIN_PATHS = (
 )
 
 
-class VercelExporter:
+class VercelExporter(shared.ExporterDefaults):
     """Everything /metrics reports: the drains, and the deployments poller if a token is set."""
 
     namespace = "vercel"
@@ -81,24 +80,11 @@ class VercelExporter:
     def up(self, snapshot: VercelSnapshot) -> bool:
         return collector.up(snapshot)
 
-    def up_labels(self) -> tuple[str, ...]:
-        return ()
-
     def up_help(self) -> str:
         return collector.UP_HELP
 
-    def loops(self) -> Mapping[str, tuple[RefreshLoop[Any], str]]:
-        # The deployments loop runs in background(): its figures keep their per-project names
-        # (vercel_api_last_success_timestamp_seconds{project}), served by the collector.
-        return {}
-
     def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
         return [self.deployments.loop.run] if self.deployments is not None else []
-
-    def ready(self) -> bool:
-        # Ready means able to take drain deliveries; API trouble shows in vercel_up, not here,
-        # or an orchestrator would restart a healthy exporter during a Vercel outage.
-        return True
 
     def landing(self) -> list[tuple[str, list[str]]]:
         drains = [

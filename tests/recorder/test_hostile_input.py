@@ -3,7 +3,6 @@ where the input is storable), never a 5xx, never a traceback, nothing half-writt
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -21,6 +20,7 @@ from recorder.app import make_app
 from recorder.config import Database, Secrets
 from recorder.journal import Journal
 from recorder.store import PgStore
+from tests.http_raw import raw_post
 from tests.recorder.samples import (
     GITHUB_SECRET,
     TOKEN,
@@ -151,17 +151,6 @@ async def test_every_kind_of_bad_body_is_a_4xx_with_a_counter_or_stored(
             "(SELECT count(*) FROM infrastructure_alerts)"
         ).fetchone() or (0,)
     assert orphans == 0
-
-
-async def raw_post(client: TestClient, path: str, headers: list[bytes], body: bytes) -> int:
-    """A request with header bytes no HTTP library would send (non-UTF-8, non-ASCII)."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    head = [f"POST {path} HTTP/1.1".encode(), b"Host: x", f"Content-Length: {len(body)}".encode()]
-    writer.write(b"\r\n".join([*head, *headers, b"Connection: close", b"", b""]) + body)
-    await writer.drain()
-    status = int((await reader.readline()).split()[1])
-    writer.close()
-    return status
 
 
 @pytest.mark.parametrize("endpoint", sorted(ENDPOINTS))

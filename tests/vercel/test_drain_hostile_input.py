@@ -30,6 +30,7 @@ from fakes.vercel_drains import (
     sign,
     speed_insights_records,
 )
+from tests.http_raw import raw_post
 from tests.vercel.helpers import PROJECT_ID, SECRETS, SimClock, load, samples, write_config
 from tests.vercel.test_drains import metrics, serve, total
 
@@ -207,17 +208,6 @@ async def test_protobuf_traces_refuse_nul_long_strings_and_bad_bytes(
     assert total(metrics(e), "vercel_request_duration_seconds_count") == 0
     resp = await post(client, "/v1/traces", good, signed("traces", good, PROTOBUF))
     assert resp.status == 200
-
-
-async def raw_post(client: TestClient, path: str, headers: list[bytes], body: bytes) -> int:
-    """A request with header bytes no HTTP library would send (non-UTF-8, non-ASCII)."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    head = [f"POST {path} HTTP/1.1".encode(), b"Host: x", f"Content-Length: {len(body)}".encode()]
-    writer.write(b"\r\n".join([*head, *headers, b"Connection: close", b"", b""]) + body)
-    await writer.drain()
-    status = int((await reader.readline()).split()[1])
-    writer.close()
-    return status
 
 
 @pytest.mark.parametrize("endpoint", sorted(ENDPOINTS))
