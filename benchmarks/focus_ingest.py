@@ -151,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         rates = interleave(
             args.rounds, {"ours": lambda: once("ours"), "naive": lambda: once("naive")}
         )
+        size = paths[args.rows].stat().st_size / 1e6
     for ours, naive in zip(big["ours"], big["naive"], strict=True):
         assert ours["rows"] == args.rows, ours
         # Same money (ours in Decimal, the baseline in float): the sums agree to a cent.
         assert abs(ours["total"] - naive["total"]) < 0.01, (ours["total"], naive["total"])
-    size = paths[args.rows].stat().st_size / 1e6
     peak = max(r["peak_rss_mb"] for r in big["ours"])
     rate = figure(rates["ours"])
     print(
