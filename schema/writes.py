@@ -126,15 +126,20 @@ ON CONFLICT"""
 )
 
 
+# From this many alerts a notification is written with the one-statement bulk upsert.
+BULK_FROM = 8
+
+
 async def upsert_alerts(conn: psycopg.AsyncConnection[Any], alerts: tuple[AlertRow, ...]) -> None:
     """Upsert alert instances in alert_id order: two notifications carrying the same alerts in
     different orders then lock their rows in the same order and cannot deadlock."""
     if not alerts:
         return
     ordered = sorted(alerts, key=lambda a: a.alert_id)
-    if len({a.alert_id for a in ordered}) != len(ordered):
-        # One statement cannot update a row twice: a notification naming an instance twice
-        # (never seen from Alertmanager) is written row by row, in order.
+    if len(ordered) < BULK_FROM or len({a.alert_id for a in ordered}) != len(ordered):
+        # A few alerts go row by row (cheaper than building arrays), and so does a notification
+        # naming an instance twice (never seen from Alertmanager): one statement cannot update a
+        # row twice.
         async with conn.cursor() as cur:
             await cur.executemany(_UPSERT_ALERT, [_alert_params(a) for a in ordered])
         return
