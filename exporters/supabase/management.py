@@ -47,29 +47,6 @@ BACKUP_STATES = ("COMPLETED", "FAILED", "PENDING", "REMOVED", "ARCHIVED", "CANCE
 HEALTH = ("ACTIVE_HEALTHY", "COMING_UP", "UNHEALTHY")
 
 
-# Every sample name the Management API side can produce (checked against a live refresh).
-SAMPLE_NAMES = frozenset(
-    {
-        "supabase_management_up",
-        "supabase_management_last_success_timestamp_seconds",
-        "supabase_management_refresh_duration_seconds",
-        "supabase_management_requests_total",
-        "supabase_management_errors_total",
-        "supabase_management_rate_limit_remaining",
-        "supabase_project_info",
-        "supabase_backups",
-        "supabase_backup_last_completed_timestamp_seconds",
-        "supabase_backup_last_failed_timestamp_seconds",
-        "supabase_pitr_enabled",
-        "supabase_walg_enabled",
-        "supabase_pitr_window_seconds",
-        "supabase_pitr_required",
-        "supabase_service_healthy",
-        "supabase_service_status",
-    }
-)
-
-
 # --- the snapshot --------------------------------------------------------------------------
 
 

@@ -44,12 +44,6 @@ REASONS: dict[str, tuple[str, ...]] = {
     ),
     "sd": ("invalid_host",),  # a Host header that is not host[:port]
 }
-# On /metrics (where project_metrics is configured).
-SAMPLE_NAMES = frozenset({"supabase_project_metrics_bad_requests_total"})
-# After Supabase's own series on each /probe.
-PROBE_SAMPLE_NAMES = frozenset(
-    {"supabase_project_metrics_up", "supabase_project_metrics_duration_seconds"}
-)
 # (endpoint, reason) → requests refused: as the snapshot copies them.
 Refused = tuple[tuple[tuple[str, str], int], ...]
 

@@ -26,49 +26,6 @@ log = logging.getLogger("exporters.supabase.sql")
 APPLICATION_NAME = "wsinfra-supabase-exporter"
 UP_HELP = "1 if the database answered this scrape."
 
-# Every sample name the SQL side can produce. Rules and dashboards are checked against this
-# list, and the live tests check that a full scrape produces exactly these.
-SAMPLE_NAMES = frozenset(
-    {
-        "supabase_build_info",
-        "supabase_up",
-        "supabase_scrape_duration_seconds",
-        "supabase_sql_scrape_duration_seconds",
-        "supabase_sql_collector_success",
-        "supabase_sql_collector_duration_seconds",
-        "supabase_sql_collector_cached",
-        "supabase_sql_collector_age_seconds",
-        "supabase_db_connections",
-        "supabase_db_max_connections",
-        "supabase_db_oldest_transaction_seconds",
-        "supabase_db_long_transactions",
-        "supabase_db_blocked_sessions",
-        "supabase_db_blocks_hit_total",
-        "supabase_db_blocks_read_total",
-        "supabase_db_commits_total",
-        "supabase_db_rollbacks_total",
-        "supabase_db_deadlocks_total",
-        "supabase_db_size_bytes",
-        "supabase_db_size_limit_bytes",
-        "supabase_db_xid_age",
-        "supabase_db_xid_wraparound_remaining_ratio",
-        "supabase_db_is_replica",
-        "supabase_db_replication_lag_seconds",
-        "supabase_db_dead_tuples",
-        "supabase_db_live_tuples",
-        "supabase_db_vacuum_age_seconds",
-        "supabase_db_statement_calls_total",
-        "supabase_db_statement_seconds_total",
-        "supabase_db_statement_rows_total",
-        "supabase_db_statement_mean_seconds",
-        "supabase_db_statement_max_seconds",
-        "supabase_db_statement_info",
-        "supabase_db_missing_index_suspect",
-        "supabase_db_table_rows",
-        "supabase_active_users",
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class CollectorResult:

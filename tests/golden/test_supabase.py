@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from common.upstream import REASONS
-from exporters.supabase import management, project_metrics, scrape, sql
+from exporters.supabase import management, project_metrics, sql
 from exporters.supabase.app import SupabaseExporter, SupabaseSnapshot
 from exporters.supabase.config import SupabaseConfig
 from exporters.supabase.management import (
@@ -21,6 +21,11 @@ from exporters.supabase.management import (
 )
 from exporters.supabase.scrape import CollectorResult, DatabaseSnapshot
 from tests.golden import check_golden, render_golden
+from tests.supabase.series import (
+    MANAGEMENT_SAMPLE_NAMES,
+    PROXY_SAMPLE_NAMES,
+    SQL_SAMPLE_NAMES,
+)
 
 NOW = 1_780_000_000.0
 DAY = 86400.0
@@ -238,8 +243,7 @@ async def test_supabase_golden(tmp_path: Path) -> None:
     check_golden("supabase", text)
     names = sample_names(text)
     # Every series the exporter declares is in the golden file, and nothing else.
-    # (tests/metrics_produced.py still reads SAMPLE_NAMES; it will read the golden files.)
-    assert names == scrape.SAMPLE_NAMES | management.SAMPLE_NAMES | project_metrics.SAMPLE_NAMES
+    assert names == SQL_SAMPLE_NAMES | MANAGEMENT_SAMPLE_NAMES | PROXY_SAMPLE_NAMES
     assert text.count("# TYPE supabase_up gauge") == 1
     assert "staleproject0000" not in text
     assert {f'supabase_management_errors_total{{reason="{r}"}}' for r in REASONS} <= {

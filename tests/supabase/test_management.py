@@ -305,7 +305,7 @@ def test_parsers_take_any_json(doc: Any) -> None:
 
 
 async def test_a_full_refresh_produces_exactly_the_declared_series(rig: Rig) -> None:
-    from exporters.supabase.management import SAMPLE_NAMES
+    from tests.supabase.series import MANAGEMENT_SAMPLE_NAMES as SAMPLE_NAMES
 
     rig.state.projects["liveproject000000001"].backups.insert(0, (rig.clock() - 60, "FAILED"))
     assert await rig.refresh()

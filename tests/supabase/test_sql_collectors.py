@@ -213,7 +213,7 @@ def test_statement_text_and_shape() -> None:
 
 
 async def test_a_full_scrape_produces_exactly_the_declared_series(cluster: Cluster) -> None:
-    from exporters.supabase.scrape import SAMPLE_NAMES
+    from tests.supabase.series import SQL_SAMPLE_NAMES as SAMPLE_NAMES
 
     text = await scrape(config(cluster, size_limit_bytes=8 * 2**30))
     names = {n for (n, _) in samples(text)}
