@@ -14,8 +14,8 @@ import base64
 import collections
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -217,6 +217,18 @@ class Upstream:
         if self.max_per_minute is not None:
             self._sent.append(self.clock())
 
+    @contextmanager
+    def _transport_errors(self, endpoint: str, code: str, timeout_detail: str) -> Iterator[None]:
+        """A timeout or a broken connection as UpstreamError, counted under `code`."""
+        try:
+            yield
+        except httpx.TimeoutException:
+            self._count(endpoint, code, "timeout")
+            raise UpstreamError("timeout", f"{endpoint}: {timeout_detail}") from None
+        except httpx.TransportError as exc:
+            self._count(endpoint, code, "connect")
+            raise UpstreamError("connect", f"{endpoint}: {type(exc).__name__}") from None
+
     def _count(self, endpoint: str, code: str, reason: str | None) -> None:
         self.stats.requests[(endpoint, code)] += 1
         if reason:
@@ -265,14 +277,8 @@ class Upstream:
     ) -> Any:
         """GET and decode JSON; raises UpstreamError with one of REASONS."""
         await self._pace(endpoint)
-        try:
+        with self._transport_errors(endpoint, "error", "no answer in time"):
             resp = await self.client.get(path, params=params, headers=headers)
-        except httpx.TimeoutException:
-            self._count(endpoint, "error", "timeout")
-            raise UpstreamError("timeout", f"{endpoint}: no answer in time") from None
-        except httpx.TransportError as exc:
-            self._count(endpoint, "error", "connect")
-            raise UpstreamError("connect", f"{endpoint}: {type(exc).__name__}") from None
         self._limits(endpoint, resp)
         self._classify(endpoint, resp)
         try:
@@ -289,27 +295,15 @@ class Upstream:
     ) -> AsyncIterator[httpx.Response]:
         """GET a body to read in chunks (a large export); a failure mid-stream is `connect`."""
         await self._pace(endpoint)
-        try:
+        with self._transport_errors(endpoint, "error", "no answer in time"):
             async with self.client.stream("GET", path, params=params, headers=headers) as resp:
                 self._limits(endpoint, resp)
                 if resp.status_code != 200:
                     await resp.aread()
                 self._classify(endpoint, resp)
-                try:
+                with self._transport_errors(endpoint, "200", "stream stalled"):
                     yield resp
-                except httpx.TimeoutException:
-                    self._count(endpoint, "200", "timeout")
-                    raise UpstreamError("timeout", f"{endpoint}: stream stalled") from None
-                except httpx.TransportError as exc:
-                    self._count(endpoint, "200", "connect")
-                    raise UpstreamError("connect", f"{endpoint}: {type(exc).__name__}") from None
                 self._count(endpoint, "200", None)
-        except httpx.TimeoutException:
-            self._count(endpoint, "error", "timeout")
-            raise UpstreamError("timeout", f"{endpoint}: no answer in time") from None
-        except httpx.TransportError as exc:
-            self._count(endpoint, "error", "connect")
-            raise UpstreamError("connect", f"{endpoint}: {type(exc).__name__}") from None
 
     def metrics(self, prefix: str, what: str) -> list[Metric]:
         """`<prefix>_requests_total{endpoint,code}`, `<prefix>_errors_total{reason}` (every

@@ -299,7 +299,7 @@ def _reject(metrics: Metrics, source: str, reason: str, status: int, detail: str
     return web.json_response({"error": reason, "detail": detail}, status=status)
 
 
-async def _body(request: web.Request, source: str) -> bytes:
+async def _body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -360,7 +360,7 @@ async def alertmanager(request: web.Request) -> web.Response:
     if not bearer_ok(request, request.app[SECRETS].alertmanager_token):
         return _reject(m, "alertmanager", "unauthorized", 401, "missing or wrong bearer token")
     require_content_type(request, "application/json")
-    body = await _body(request, "alertmanager")
+    body = await _body(request)
     notification = parse_alertmanager(body)
     store = request.app[STORE]
 
@@ -414,7 +414,7 @@ async def vercel(request: web.Request) -> web.Response:
         return web.json_response(
             {"code": "invalid_signature", "error": "signature didn't match"}, status=403
         )
-    body = await _body(request, "vercel")
+    body = await _body(request)
     if not signature_ok(secret, body, given, "sha1"):
         # Vercel's own sample answers a bad signature with exactly this.
         m.errors.labels("vercel", "invalid_signature").inc()
@@ -440,7 +440,7 @@ async def github(request: web.Request) -> web.Response:
     secret = request.app[SECRETS].github_secret
     if secret is None:
         return _reject(m, "github", "invalid_signature", 403, "X-Hub-Signature-256 does not match")
-    body = await _body(request, "github")
+    body = await _body(request)
     if not signature_ok(secret, body, given, "sha256", b"sha256="):
         return _reject(m, "github", "invalid_signature", 403, "X-Hub-Signature-256 does not match")
     event = header_bytes(request, "X-GitHub-Event").decode("ascii", "replace")

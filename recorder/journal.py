@@ -90,6 +90,7 @@ class Journal:
         self.next_seq = 1
         self.torn_records = 0
         self._current: Path | None = None
+        self._oldest: tuple[int, float] | None = None
         self._lock = asyncio.Lock()
 
     # --- opening ------------------------------------------------------------------------------
@@ -139,9 +140,13 @@ class Journal:
         return len(self.entries)
 
     def oldest_received_at(self) -> float | None:
+        """Read from disk once per oldest record, not at every scrape that asks."""
         if not self.entries:
             return None
-        return self.read(self.entries[0]).received_at
+        first = self.entries[0]
+        if self._oldest is None or self._oldest[0] != first.seq:
+            self._oldest = (first.seq, self.read(first).received_at)
+        return self._oldest[1]
 
     async def append(self, kind: str, meta: dict[str, Any], body: bytes) -> int:
         """Write and fsync one record; its sequence number once it is durable."""
