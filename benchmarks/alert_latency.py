@@ -286,14 +286,18 @@ def median(values: list[float | None]) -> float:
     return statistics.median(real) if real else float("nan")
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--reps", type=int, default=MIN_ROUNDS)
     ap.add_argument("--flap-seconds", type=float, default=180.0)
     ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = parser().parse_args()
     rng = random.Random(args.seed)
     fire: dict[str, list[float | None]] = {"ours": [], "baseline": []}
     resolve: dict[str, list[float | None]] = {"ours": [], "baseline": []}

@@ -72,14 +72,16 @@ def prepare(stack: Stack) -> list[Proc]:
 
 def report(stack: Stack, extra: list[str]) -> int:
     """The monthly cost report for this stack's billing config, active users from its Prometheus."""
+    import subprocess
+
+    billing = services.by_name("billing")
+    if "-h" in extra or "--help" in extra:  # the billing report's own help; needs no stack
+        return subprocess.run([*billing.program.argv(), "report", "--help"], check=False).returncode
     path = stack.generated / "billing.yaml"
     if not path.exists():
         raise StackError(
             "no billing config: start the stack (./wsinfra up) or add config/local/billing.yaml"
         )
-    import subprocess
-
-    billing = services.by_name("billing")
     argv = [*billing.program.argv(), "report", "--config.file", str(path)]
     if "--active-users" not in extra and "--prometheus" not in extra:
         argv += ["--prometheus", stack.url("PROMETHEUS")]
@@ -136,6 +138,7 @@ def up(stack: Stack) -> int:
             "  ./wsinfra fault slow    # 3.5 s responses: UptimeResponseTimeHigh after ~5 min (spec: 5-minute average)\n"
             "  ./wsinfra fault ok      # recover: the RESOLVED message follows within ~30 s"
         )
+    print(f"\nRunbooks (every alert links here): {stack.url('RECORDER', '/runbooks/')}")
     print("\n" + grafana_hint())
     print(f"\nLogs: {stack.run / 'logs'}/   Stop: ./wsinfra down")
     return 0
@@ -213,24 +216,41 @@ def fault(stack: Stack, mode: str, delay: float) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m compose.stack",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("up")
-    sub.add_parser("down")
-    sub.add_parser("status")
+    sub.add_parser("up", help="start the stack (DEMO without config/local/)")
+    sub.add_parser("down", help="stop it")
+    sub.add_parser("status", help="what runs, and where")
     f = sub.add_parser("fault", help="switch the DEMO platform: ok, slow, error, down")
     f.add_argument("mode", choices=["ok", "slow", "error", "down"])
     f.add_argument("--delay", type=float, default=3.5, help="seconds per response in slow mode")
-    r = sub.add_parser(
-        "report", help="print the monthly cost report (flags: see the billing exporter)"
+    # Every flag of `report` is the billing report's (--month, --format, --active-users, ...,
+    # and --help): they are passed through untouched, and refused there if wrong.
+    sub.add_parser(
+        "report",
+        add_help=False,
+        help="print the monthly cost report (flags: the billing exporter's report)",
     )
-    r.add_argument("extra", nargs=argparse.REMAINDER)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """The command and, for `report`, the flags it passes through; anything else unknown is
+    refused (exit 2) as argparse refuses it."""
+    ap = parser()
+    args, extra = ap.parse_known_args(argv)
+    if extra and args.cmd != "report":
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args, extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse(argv)
     stack = current()
     try:
         if args.cmd == "up":
@@ -240,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "status":
             return status(stack)
         if args.cmd == "report":
-            return report(stack, args.extra)
+            return report(stack, extra)
         return fault(stack, args.mode, args.delay)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)

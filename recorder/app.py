@@ -15,6 +15,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -32,6 +33,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from common import runbook_pages
 from common.build_info import build_info
 from common.ingress import BadRequest, bearer_ok, header_bytes, require_content_type, signature_ok
 from common.web import background_tasks
@@ -531,6 +533,7 @@ def make_app(
     vercel_verify_code: str | None = None,
     on_startup: Callable[[web.Application], Awaitable[None]] | None = None,
     journal: Journal | None = None,
+    runbooks: Path = runbook_pages.DEFAULT_DIRECTORY,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
     registry = CollectorRegistry(auto_describe=False)
@@ -594,4 +597,7 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    # The runbook pages every alert links to: served here because the recorder runs wherever
+    # the stack does (locally, in compose, in production) and already has an HTTP port.
+    runbook_pages.add_routes(app, runbooks)
     return app

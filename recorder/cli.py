@@ -11,7 +11,7 @@ import sys
 import psycopg
 from aiohttp import web
 
-from common import postgres
+from common import postgres, runbook_pages
 from common.cli import ListenError, add_common_flags, listen
 from common.config import ConfigError, describe_os_error, load_config
 from common.logging import configure
@@ -53,6 +53,7 @@ async def _serve(
         max_body_bytes=cfg.webhooks.max_body_bytes,
         vercel_verify_code=cfg.webhooks.vercel_verify_code,
         journal=journal,
+        runbooks=cfg.runbooks.directory or runbook_pages.DEFAULT_DIRECTORY,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -83,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "migrate":
         return asyncio.run(_migrate(cfg))
+    if cfg.runbooks.directory is not None and not cfg.runbooks.directory.is_dir():
+        print(
+            f"invalid config {args.config}: runbooks.directory: "
+            f"{cfg.runbooks.directory} is not a directory",
+            file=sys.stderr,
+        )
+        return 2
     host, port = args.listen
     journal = Journal(cfg.journal.directory, cfg.journal.max_bytes)
     try:

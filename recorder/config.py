@@ -36,10 +36,17 @@ class JournalSettings(Strict):
     max_bytes: Annotated[int, Field(ge=1024 * 1024, le=64 * 1024**3)] = 256 * 1024 * 1024
 
 
+class RunbookSettings(Strict):
+    # The Markdown runbooks served at /runbooks/ (every alert's runbook_url points there by
+    # default); unset: the repository's runbooks/, which the image copies beside the code.
+    directory: Path | None = None
+
+
 class RecorderConfig(Strict):
     database: Database
     webhooks: Webhooks
     journal: JournalSettings = JournalSettings()
+    runbooks: RunbookSettings = RunbookSettings()
 
 
 class Secrets:

@@ -63,7 +63,7 @@ def _month(value: str) -> date:
         raise argparse.ArgumentTypeError(f"{value!r} is not YYYY-MM") from None
 
 
-def report_main(argv: list[str]) -> int:
+def report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m exporters.billing report")
     parser.add_argument("--config.file", dest="config", type=Path, required=True)
     parser.add_argument("--month", type=_month, help="YYYY-MM (UTC); default: this month")
@@ -71,7 +71,11 @@ def report_main(argv: list[str]) -> int:
     users.add_argument("--active-users", type=int, help="30-day active users")
     users.add_argument("--prometheus", help="read supabase_active_users from this Prometheus")
     parser.add_argument("--format", choices=["text", "json"], default="text")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def report_main(argv: list[str]) -> int:
+    args = report_parser().parse_args(argv)
     configure("warning", "logfmt")
     loaded = load_for_cli(args.config, BillingConfig, read_secrets)
     if loaded is None:

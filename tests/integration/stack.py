@@ -59,6 +59,18 @@ class Stack:
             check=False,
         )
 
+    def wsinfra(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`./wsinfra ARGS` itself (the entry point a user types), against this stack."""
+        return subprocess.run(
+            [str(ROOT / "wsinfra"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
     @property
     def config_dir(self) -> Path:
         return Path(self.env["WSINFRA_CONFIG_DIR"])
@@ -103,6 +115,7 @@ def running_stack(
     assert res.returncode == 0, res.stdout + res.stderr + s.logs()
     assert "DEMO" in res.stdout
     assert "dashboards/generated" in res.stdout, "up says where the dashboards are"
+    assert f"Runbooks (every alert links here): {s.url('RECORDER', '/runbooks/')}" in res.stdout
     # Every service the DEMO runs (a row of compose/services.py) is printed with its address.
     for service in StackConfig(SERVICES, s.env).services:
         shown = f"{service.name:15} http://127.0.0.1:{s.ports[service.port.key]}/"

@@ -58,3 +58,16 @@ def test_unreachable_database_is_a_clear_error_without_the_password(
     assert res.returncode == 1
     assert "cannot connect to the database" in res.stderr
     assert "hunter2" not in res.stderr + res.stdout
+
+
+def test_missing_runbooks_directory_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t\n")
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text(
+        "database:\n  conninfo: 'host=127.0.0.1'\n"
+        f"webhooks:\n  alertmanager_token_file: {tmp_path}/token\n"
+        f"runbooks:\n  directory: {tmp_path}/no-runbooks\n"
+    )
+    res = run("serve", "--config.file", str(cfg))
+    assert res.returncode == 2
+    assert f"{cfg}: runbooks.directory: {tmp_path}/no-runbooks is not a directory" in res.stderr

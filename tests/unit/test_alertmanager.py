@@ -84,7 +84,11 @@ def test_firing_and_resolved_messages_differ() -> None:
     assert firing.startswith("[CRITICAL]")
     assert resolved.startswith("[RESOLVED]")
     text = (HERE / "golden" / "target_down_firing.text.txt").read_text()
-    for must in ("fails from 100% of probe regions", "*Remediation:*", "*Runbook:* https://"):
+    for must in (
+        "fails from 100% of probe regions",
+        "*Remediation:*",
+        "*Runbook:* http://127.0.0.1:19700/runbooks/UptimeTargetDown.md#",
+    ):
         assert must in text
 
 

@@ -126,6 +126,19 @@ def test_compose_recorder_config_is_valid_and_its_secrets_are_provided() -> None
     assert cfg.database.conninfo.startswith("host=postgres ")
 
 
+def test_the_image_holds_every_package_and_the_runbooks_the_recorder_serves() -> None:
+    """The runbook links of compose's alerts (runbook_base_url) open the recorder's published
+    /runbooks/, which serves the folder the image copies beside the code."""
+    copied = set(re.findall(r"^COPY (\S+) \1$", (COMPOSE / "Dockerfile").read_text(), re.M))
+    packages = re.search(r"include = \[(.*?)\]", (ROOT / "pyproject.toml").read_text())
+    assert packages
+    assert {p.strip('" *') for p in packages[1].split(",")} | {"runbooks"} <= copied
+    assert "127.0.0.1:19700:9700" in DOC["services"]["recorder"]["ports"]
+    from alert_rules.config import load_rules
+
+    assert load_rules().runbook_base_url == "http://127.0.0.1:19700/runbooks"
+
+
 def test_compose_uptime_config_is_valid() -> None:
     cfg = load_config(COMPOSE / "uptime" / "uptime.yaml", UptimeConfig)
     assert {t.name for t in cfg.targets} >= {"web-home", "api-health"}
