@@ -219,8 +219,16 @@ class BurnRate(Knobs):
         return self
 
 
+class Evidence(Knobs):
+    """How much a window must hold before its error ratio is judged (request-based alerts)."""
+
+    min_failed: Count
+    min_requests: Count
+
+
 class Slo(Knobs):
     availability_target: Fraction
+    evidence: Evidence
     page: Annotated[list[BurnRate], Field(min_length=1)]
     page_for: PromDuration
     ticket: Annotated[list[BurnRate], Field(min_length=1)]
@@ -261,6 +269,7 @@ class VercelErrors(Knobs):
     critical_ratio: Fraction
     warning_for: PromDuration
     critical_for: PromDuration
+    evidence: Evidence
 
     @model_validator(mode="after")
     def _levels(self) -> VercelErrors:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alert_rules.config import BurnRate, prom_duration
 from dashboards.common import (
     BUDGET,
@@ -14,7 +16,7 @@ from dashboards.common import (
     TARGET,
     TICKET_BURN,
 )
-from dashboards.lib import Dashboard, Prom, runbook, stat, table, timeseries
+from dashboards.lib import Dashboard, Panel, Prom, Query, runbook, stat, table, timeseries
 
 BURN_STEPS = [(None, "green"), (1, "yellow"), (TICKET_BURN, "orange"), (PAGE_BURN, "red")]
 MINUTES_30D = 30 * 24 * 60
@@ -22,6 +24,61 @@ MINUTES_30D = 30 * 24 * 60
 
 def _windows(burn: BurnRate) -> str:
     return f"{prom_duration(burn.long)} and {prom_duration(burn.short)}"
+
+
+EVIDENCE = RULES.slo.evidence
+LONG_WINDOWS = list(
+    dict.fromkeys(prom_duration(b.long) for b in (*RULES.slo.page, *RULES.slo.ticket))
+)
+
+
+def _below(limit: int, text: str) -> list[dict[str, Any]]:
+    """A value mapping: counts under `limit` read as `text` (the burn alert cannot judge them)."""
+    return [
+        {
+            "type": "range",
+            "options": {"from": 0, "to": limit - 0.001, "result": {"text": text, "color": "text"}},
+        }
+    ]
+
+
+def _evidence_tables() -> list[Panel]:
+    """Per project and long window, the counts the burn alerts' evidence gate reads."""
+
+    def queries(metric: str) -> list[Query]:
+        return [
+            Prom(f'{metric}{w}{{project=~"$project"}}', instant=True, table=True)
+            for w in LONG_WINDOWS
+        ]
+
+    rename = {f"Value #{chr(ord('A') + i)}": f"in {w}" for i, w in enumerate(LONG_WINDOWS)}
+    gate = f"A burn-rate pair judges its long window only with at least {EVIDENCE.min_failed} failed and {EVIDENCE.min_requests} requests in it (slo.evidence in alert_rules/config.yaml), so a quiet project neither pages on one stray error nor goes unpaged however badly it fails."
+    return [
+        table(
+            "Requests per window: enough traffic to judge?",
+            f"Production requests of each project in each burn window. {gate} Under {EVIDENCE.min_requests}: too little traffic to judge.",
+            "short",
+            queries("project:vercel_requests:increase"),
+            hide=["Time"],
+            rename=rename,
+            mappings=_below(EVIDENCE.min_requests, "too little traffic to judge"),
+            links=[runbook("VercelErrorBudgetBurn")],
+            w=12,
+            h=6,
+        ),
+        table(
+            "Failed requests per window: enough evidence to page?",
+            f"Failed production requests (server errors) of each project in each burn window. {gate} Under {EVIDENCE.min_failed}: the window cannot alert, whatever its ratio.",
+            "short",
+            queries("project:vercel_request_errors:increase"),
+            hide=["Time"],
+            rename=rename,
+            mappings=_below(EVIDENCE.min_failed, f"under {EVIDENCE.min_failed}: not judged"),
+            links=[runbook("VercelErrorBudgetBurn")],
+            w=12,
+            h=6,
+        ),
+    ]
 
 
 PAGE_WINDOWS = _windows(RULES.slo.page[0])
@@ -111,6 +168,7 @@ DASHBOARD = Dashboard(
             thresholds=BURN_STEPS,
             links=[runbook("VercelErrorBudgetBurn")],
         ),
+        *_evidence_tables(),
         table(
             "SLA report: uptime targets, last 30 days",
             f"Per target: availability over 30 days (best probe region), minutes of failure it amounts to, and budget left. SLO {SLO_TARGET:.1%} = {BUDGET * MINUTES_30D:.0f} minutes a month.",

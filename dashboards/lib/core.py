@@ -221,6 +221,7 @@ def table(
     hide: list[str] | None = None,
     rename: dict[str, str] | None = None,
     new_row: str | None = None,
+    mappings: list[dict[str, Any]] | None = None,
 ) -> Panel:
     p = g.Table(title=title, targets=_targets(queries), unit=unit)
     doc = _finish(
@@ -243,6 +244,8 @@ def table(
     doc["fieldConfig"]["defaults"]["custom"] = {
         "cellOptions": {"type": "color-text"} if thresholds else {"type": "auto"}
     }
+    if mappings:
+        doc["fieldConfig"]["defaults"]["mappings"] = mappings
     return Panel(doc, w, h, queries, new_row)
 
 

@@ -270,3 +270,9 @@ def test_metric_name_extraction_sees_through_promql() -> None:
 def test_config_file_is_the_one_used() -> None:
     assert CONFIG.exists()
     assert render_all(TEMPLATES, load_rules())
+
+
+def test_the_traffic_ladder_test_file_is_current() -> None:
+    from tests.rules import ladder
+
+    assert ladder.OUT.read_text() == ladder.render(), "run `python -m tests.rules.ladder`"

@@ -183,6 +183,13 @@ def test_an_out_of_range_slo_is_refused(tmp_path: Path, target: object) -> None:
             "vercel.drains",
             "shorter than remembered (1d)",
         ),
+        ("slo.evidence.min_failed", 0, "slo.evidence.min_failed", "greater than 0"),
+        (
+            "vercel.errors.evidence.min_requests",
+            2.5,
+            "vercel.errors.evidence.min_requests",
+            "valid integer",
+        ),
         ("runbook_base_url", "github.com/runbooks", "runbook_base_url", "absolute http"),
         ("runbook_base_url", "https://x.example/rb#top", "runbook_base_url", "query or fragment"),
     ],
