@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -117,3 +118,13 @@ def test_placement_rewrites_only_paths_and_hosts(tmp_path: Path, amtool: str) ->
         "webhook_configs"
         not in {r["name"]: r for r in yaml.safe_load(path.read_text())["receivers"]}["recorder"]
     )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_data_has_the_common_parts_alertmanager_would_compute(case: str) -> None:
+    from tests.alertmanager.groups import notification
+
+    data = json.loads((HERE / "data" / f"{case}.json").read_text())
+    again = notification(data["alerts"], data["receiver"], tuple(data["groupLabels"]))
+    assert data["commonLabels"] == again["commonLabels"]
+    assert data["commonAnnotations"] == again["commonAnnotations"]
