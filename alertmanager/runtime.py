@@ -27,6 +27,9 @@ class Placement:
     recorder_url: str | None = None
     # None: keep PagerDuty's real endpoint.
     pagerduty_url: str | None = None
+    # False: no pager here (no routing key): the receivers keep Slack and drop PagerDuty, so
+    # criticals still reach #ops-alerts.
+    pagerduty: bool = True
     templates_dir: Path = TEMPLATES
 
 
@@ -64,6 +67,8 @@ def place(doc: dict[str, Any], where: Placement) -> dict[str, Any]:
                 recv["webhook_configs"] = hooks
             else:
                 del recv["webhook_configs"]
+        if not where.pagerduty:
+            recv.pop("pagerduty_configs", None)
         for pd in recv.get("pagerduty_configs", []):
             pd["routing_key_file"] = secret(pd["routing_key_file"])
             if where.pagerduty_url is not None:

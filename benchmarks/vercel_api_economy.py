@@ -34,7 +34,7 @@ TARGET_RATIO = 0.05
 
 def _load(path: Path) -> tuple[VercelConfig, dict[str, str]]:
     cfg = load_config(path, VercelConfig)
-    return cfg, read_secrets(cfg)
+    return cfg, read_secrets(cfg, path)
 
 
 async def naive_refresh(client: httpx.AsyncClient) -> int:

@@ -36,7 +36,7 @@ BATCH = 1_000
 
 def _load(path: Path) -> tuple[VercelConfig, dict[str, str]]:
     cfg = load_config(path, VercelConfig)
-    return cfg, read_secrets(cfg)
+    return cfg, read_secrets(cfg, path)
 
 
 def batches(n: int, fmt: str) -> list[tuple[bytes, str]]:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from common.config import ConfigError, describe_os_error, load_config
+from common.config import ConfigError, describe_os_error, load_config, read_secret_files
 from common.logging import configure
 
 M = TypeVar("M", bound=BaseModel)
@@ -114,18 +114,23 @@ async def serve(
         await web_runner.cleanup()
 
 
-def load_for_cli(path: Path, model: type[M], prepare: Callable[[M], T]) -> tuple[M, T] | None:
-    """Load the config and run `prepare` on it (which reads the secret files it names), so a
-    bad file fails before any port is bound. On failure print why (never a secret) and return
-    None: the caller exits with code 2."""
+def load_for_cli(
+    path: Path, model: type[M], prepare: Callable[[M, dict[str, str]], T]
+) -> tuple[M, T] | None:
+    """Load the config, read every secret file it names (common.config.read_secret_files:
+    {dotted key: value}) and run `prepare` on both, so a bad file fails before any port is
+    bound. On failure print why, with the file and key (never a secret), and return None: the
+    caller exits with code 2."""
     try:
         cfg = load_config(path, model)
-        return cfg, prepare(cfg)
+        return cfg, prepare(cfg, read_secret_files(cfg, path))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
     except OSError as exc:
+        # Not a secret file named by a key (read_secret_files reports those with their keys):
+        # a file `prepare` read itself, e.g. one that vanished since. Name it at least.
         print(
-            f"invalid config {path}: cannot read secret file: {describe_os_error(exc)}",
+            f"invalid config {path}:\n  {path}: cannot read {describe_os_error(exc)}",
             file=sys.stderr,
         )
     return None
@@ -138,14 +143,15 @@ def exporter_main(
     description: str | None,
     default_port: int,
     model: type[M],
-    prepare: Callable[[M], T],
+    prepare: Callable[[M, dict[str, str]], T],
     summary: Callable[[M, T], str],
     make_app: Callable[[M, T], web.Application],
     log: logging.Logger,
     **runner_kwargs: Any,
 ) -> int:
     """What every exporter's `main` does: flags, logging, the config and its secrets checked
-    before a port is bound (exit 2 listing what is wrong), --check-config, then serve."""
+    before a port is bound (exit 2 listing what is wrong), --check-config, then serve.
+    `prepare` gets the config and its secrets by dotted key (see load_for_cli)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_common_flags(parser, default_port)
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")

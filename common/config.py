@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 M = TypeVar("M", bound=BaseModel)
+
+# What `./wsinfra init` writes into each secret file it creates; a secret that starts with it
+# was never filled in, and every service refuses it.
+PLACEHOLDER_PREFIX = "REPLACE-ME"
+
+
+@dataclass(frozen=True, slots=True)
+class _Secret:
+    """Marks a Path field as naming a secret file (see SecretFile)."""
+
+
+# A config key naming a file that holds a secret. read_secret_files reads every one at start,
+# so a missing, unreadable, empty or placeholder secret fails before a service does anything.
+SecretFile = Annotated[Path, _Secret()]
 
 
 class Strict(BaseModel):
@@ -159,3 +175,66 @@ def describe_os_error(exc: OSError) -> str:
     """`file: reason` for an OSError from reading a file (`reason` alone when it names none)."""
     reason = exc.strerror or str(exc)
     return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
+def is_secret_field(info: FieldInfo) -> bool:
+    """Whether a model field is a SecretFile (also inside Optional, list or dict)."""
+    return any(isinstance(m, _Secret) for m in info.metadata) or _mentions_secret(info.annotation)
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated and any(
+        isinstance(m, _Secret) for m in annotation.__metadata__
+    ):
+        return True
+    return any(_mentions_secret(arg) for arg in get_args(annotation))
+
+
+def secret_files(cfg: BaseModel) -> list[tuple[str, Path]]:
+    """(dotted key, file) of every SecretFile set in a validated model, nested models, lists
+    and dicts included, in the order of the model's fields; unset (None) ones are skipped."""
+    found: list[tuple[str, Path]] = []
+    _walk(cfg, (), False, found)
+    return found
+
+
+def _walk(
+    value: object, loc: tuple[int | str, ...], secret: bool, found: list[tuple[str, Path]]
+) -> None:
+    if isinstance(value, BaseModel):
+        for name, info in type(value).model_fields.items():
+            _walk(getattr(value, name), (*loc, name), is_secret_field(info), found)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _walk(item, (*loc, i), secret, found)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _walk(item, (*loc, str(key)), secret, found)
+    elif secret and isinstance(value, Path):
+        found.append((_key(loc), value))
+
+
+def read_secret_files(cfg: BaseModel, path: Path) -> dict[str, str]:
+    """Read every secret file the config at `path` names: {dotted key: value}. Any file that
+    cannot be read, is empty or still holds the placeholder is a ConfigError listing every bad
+    one with its key and file. No message holds a value, and neither may the caller's logs."""
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for key, file in secret_files(cfg):
+        try:
+            value = read_secret_file(file)
+        except OSError as exc:
+            problems.append(f"{key}: cannot read secret file {file}: {exc.strerror or exc}")
+            continue
+        if not value:
+            problems.append(f"{key}: secret file {file} is empty")
+        elif value.startswith(PLACEHOLDER_PREFIX):
+            problems.append(
+                f"{key}: secret file {file} still holds the placeholder written by "
+                "./wsinfra init; put the real value in it"
+            )
+        else:
+            values[key] = value
+    if problems:
+        raise ConfigError(path, problems)
+    return values

@@ -8,14 +8,13 @@ Config models embed `PgConnection` (or subclass it to change defaults); code ask
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from pydantic import AfterValidator, Field
 
-from common.config import Strict, read_secret_file
+from common.config import SecretFile, Strict, read_secret_file
 from common.durations import Duration
 
 
@@ -39,7 +38,7 @@ class PgConnection(Strict):
     # libpq connection string WITHOUT the password, e.g. "host=127.0.0.1 dbname=wsinfra user=x".
     conninfo: Conninfo
     # Read at every new connection, so a rotated password needs no restart.
-    password_file: Path | None = None
+    password_file: SecretFile | None = None
     # Every statement on these connections; a stuck database must not hold us forever.
     statement_timeout: Duration = 10.0
     # Pool bounds (services that hold a pool) and how long a caller waits for a connection.

@@ -17,7 +17,6 @@ from compose import database, demo
 from compose.fake_configs import invoices_dir
 from compose.processes import (
     ROOT,
-    StackError,
     alertmanager_flags,
     amtool_binary,
     check_output,
@@ -27,7 +26,6 @@ from compose.processes import (
 from compose.prometheus_config import dump, prometheus_config, targets
 from compose.service import HOST, Condition, Service, Stack
 
-REAL_MODE_SECRETS = ("slack_webhook_url", "pagerduty_routing_key")
 # Provider webhooks are optional: enabled by dropping their secret next to the others.
 OPTIONAL_WEBHOOKS = {
     "vercel_secret_file": "vercel_webhook_secret",
@@ -36,15 +34,10 @@ OPTIONAL_WEBHOOKS = {
 
 
 def provide_secrets(stack: Stack) -> None:
-    """The DEMO writes its secrets (the sink accepts them); real mode must have its own."""
+    """The DEMO writes its secrets (the sink accepts them); real mode has its own, checked by
+    compose.local_config before anything starts."""
     if stack.demo:
         demo.write_demo_secrets(stack.secrets, stack.url("SINK"))
-        return
-    missing = [n for n in REAL_MODE_SECRETS if not (stack.secrets / n).is_file()]
-    if missing:
-        raise StackError(
-            f"real mode needs {', '.join(str(stack.secrets / n) for n in missing)} (see config/example/)"
-        )
 
 
 def demo_or_configured(filename: str) -> Condition:
@@ -246,6 +239,8 @@ def alertmanager(stack: Stack, service: Service) -> list[str]:
             secrets_dir=stack.secrets,
             # The DEMO pages the sink instead of PagerDuty.
             pagerduty_url=stack.url("SINK", "/v2/enqueue") if stack.demo else None,
+            # Real mode pages only with a routing key (./wsinfra init --with pagerduty).
+            pagerduty=stack.demo or (stack.secrets / "pagerduty_routing_key").is_file(),
             recorder_url=f"http://{stack.listen('RECORDER')}",
         ),
     )

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from compose import services
+from compose import local_config, services
 from compose.processes import (
     StackError,
     free_port,
@@ -62,6 +62,13 @@ def prepare(stack: Stack) -> list[Proc]:
     """Write every runtime config into .run/, validate them, and list the processes to start:
     the table's services that run in this mode, each with what its config writer returns."""
     stack.generated.mkdir(parents=True, exist_ok=True)
+    if not stack.demo:
+        problems = local_config.stack_secret_problems(stack)
+        if problems:
+            raise StackError(
+                "\n  ".join(["real mode cannot start:", *problems])
+                + "\n(./wsinfra check lists every problem)"
+            )
     provide_secrets(stack)
     procs = []
     for service in stack.services:
@@ -171,6 +178,31 @@ def _print_addresses(stack: Stack) -> None:
         print(f"  [{state}] {name:15} {addr}")
 
 
+def init(stack: Stack, with_parts: str) -> int:
+    extra = [p.strip() for p in with_parts.split(",") if p.strip()]
+    try:
+        lines = local_config.init(stack, [*local_config.DEFAULT_PARTS, *extra])
+    except ValueError as exc:
+        print(f"./wsinfra init: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+def check(stack: Stack) -> int:
+    """Exit 0 when config/local/ is ready for `up`; otherwise 2 and one line per problem."""
+    problems, checked = local_config.check(stack)
+    for line in problems:
+        print(line)
+    if problems:
+        print(
+            f"\n{len(problems)} problem(s); fix them, then ./wsinfra check again", file=sys.stderr
+        )
+        return 2
+    print(f"ready: {', '.join(checked)} checked; start it with ./wsinfra up")
+    return 0
+
+
 def status(stack: Stack) -> int:
     if not running(stack):
         print("the stack is not running (start it with ./wsinfra up)")
@@ -224,6 +256,16 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="start the stack (DEMO without config/local/)")
+    i = sub.add_parser("init", help="write config/local/ for the real platform")
+    i.add_argument(
+        "--with",
+        dest="parts",
+        default="",
+        metavar="PART,...",
+        help=f"parts beside {' and '.join(local_config.DEFAULT_PARTS)}: "
+        + ", ".join(p for p in local_config.PARTS if p not in local_config.DEFAULT_PARTS),
+    )
+    sub.add_parser("check", help="validate config/local/ without starting anything")
     sub.add_parser("down", help="stop it")
     sub.add_parser("status", help="what runs, and where")
     f = sub.add_parser("fault", help="switch the DEMO platform: ok, slow, error, down")
@@ -253,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parse(argv)
     stack = current()
     try:
+        if args.cmd == "init":
+            return init(stack, args.parts)
+        if args.cmd == "check":
+            return check(stack)
         if args.cmd == "up":
             return up(stack)
         if args.cmd == "down":

@@ -74,13 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     configure(args.log_level, args.log_format)
     try:
         cfg = load_config(args.config, RecorderConfig)
-        secrets = Secrets(cfg.webhooks)
+        secrets = Secrets.read(cfg, args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:
-        msg = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        print(f"invalid config {args.config}: secret file: {msg}", file=sys.stderr)
         return 2
     if args.command == "migrate":
         return asyncio.run(_migrate(cfg))

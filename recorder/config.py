@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from common.config import Strict, read_secret_file
+from common.config import SecretFile, Strict, read_secret_files
 from common.postgres import PgConnection
 
 
@@ -18,12 +18,12 @@ class Database(PgConnection):
 
 class Webhooks(Strict):
     # Bearer token Alertmanager sends (http_config.authorization.credentials_file).
-    alertmanager_token_file: Path
+    alertmanager_token_file: SecretFile
     # Vercel's webhook secret (x-vercel-signature, HMAC-SHA1) and endpoint-verification code.
-    vercel_secret_file: Path | None = None
+    vercel_secret_file: SecretFile | None = None
     vercel_verify_code: str | None = None
     # GitHub's webhook secret (X-Hub-Signature-256).
-    github_secret_file: Path | None = None
+    github_secret_file: SecretFile | None = None
     # Largest body accepted; Alertmanager's 1,000-alert notifications are about 1.5 MB.
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
 
@@ -54,16 +54,30 @@ class Secrets:
 
     __slots__ = ("alertmanager_token", "github_secret", "vercel_secret")
 
-    def __init__(self, cfg: Webhooks) -> None:
-        self.alertmanager_token = read_secret_file(cfg.alertmanager_token_file).encode()
-        self.vercel_secret = (
-            read_secret_file(cfg.vercel_secret_file).encode() if cfg.vercel_secret_file else None
-        )
-        self.github_secret = (
-            read_secret_file(cfg.github_secret_file).encode() if cfg.github_secret_file else None
-        )
-        if not self.alertmanager_token:
-            raise ValueError(f"{cfg.alertmanager_token_file} is empty")
+    def __init__(
+        self,
+        alertmanager_token: bytes,
+        vercel_secret: bytes | None = None,
+        github_secret: bytes | None = None,
+    ) -> None:
+        self.alertmanager_token = alertmanager_token
+        self.vercel_secret = vercel_secret
+        self.github_secret = github_secret
+
+    @classmethod
+    def read(cls, cfg: RecorderConfig, path: Path) -> Secrets:
+        """Every secret file `cfg` (loaded from `path`) names, read now: a ConfigError lists
+        each missing, unreadable, empty or placeholder one with its key. The database password
+        is only checked here; common.postgres reads it again at each new connection."""
+        values = read_secret_files(cfg, path)
+
+        def webhook(key: str) -> bytes | None:
+            value = values.get(f"webhooks.{key}")
+            return None if value is None else value.encode()
+
+        token = webhook("alertmanager_token_file")
+        assert token is not None  # a required key, and read_secret_files refused it unread
+        return cls(token, webhook("vercel_secret_file"), webhook("github_secret_file"))
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"

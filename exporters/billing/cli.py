@@ -24,7 +24,7 @@ from common.cli import exporter_main, load_for_cli
 from common.logging import configure
 from exporters.billing import figures, report
 from exporters.billing.app import BillingExporter, make_app
-from exporters.billing.config import BillingConfig, read_secrets
+from exporters.billing.config import BillingConfig
 from exporters.billing.ledger import Ledger
 from exporters.billing.sources import FETCH_ERRORS, failure, make_sources
 
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         default_port=DEFAULT_PORT,
         model=BillingConfig,
-        prepare=read_secrets,
+        # Secrets are only checked at start: the API clients re-read a token file when it
+        # changes, cost_tracking its password file at each connection.
+        prepare=lambda cfg, _: None,
         summary=summary,
         make_app=lambda cfg, _: make_app(BillingExporter(cfg)),
         log=log,
@@ -77,7 +79,7 @@ def report_parser() -> argparse.ArgumentParser:
 def report_main(argv: list[str]) -> int:
     args = report_parser().parse_args(argv)
     configure("warning", "logfmt")
-    loaded = load_for_cli(args.config, BillingConfig, read_secrets)
+    loaded = load_for_cli(args.config, BillingConfig, lambda cfg, _: None)
     if loaded is None:
         return 2
     cfg, _ = loaded

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from common.config import Strict, read_secret_file
+from common.config import SecretFile, Strict
 from common.durations import Duration
 from common.postgres import PgConnection
 
@@ -36,7 +36,9 @@ class _Source(Strict):
 
 class _Api(_Source):
     base_url: str
-    token_file: Path
+    # Read at start (common.cli) and again whenever the file changes, so a rotated token needs
+    # no restart.
+    token_file: SecretFile
     timeout: Duration = 30.0
 
     @field_validator("base_url")
@@ -174,15 +176,3 @@ class BillingConfig(Strict):
 
     def sources(self) -> list[_Source]:
         return [s for s in (self.vercel, self.openai) if s is not None] + list(self.folders)
-
-
-def read_secrets(cfg: BillingConfig) -> None:
-    """Read every secret file once before a port is bound, so a missing or unreadable one is a
-    start-up error (exit 2). Nothing is kept: the API clients re-read a token file when it
-    changes and cost_tracking reads its password file at each connection (rotation without a
-    restart)."""
-    for api in (cfg.vercel, cfg.openai):
-        if api is not None:
-            read_secret_file(api.token_file)
-    if cfg.cost_tracking is not None and cfg.cost_tracking.password_file is not None:
-        read_secret_file(cfg.cost_tracking.password_file)

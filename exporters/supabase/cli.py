@@ -6,7 +6,7 @@ import logging
 
 from common.cli import exporter_main
 from exporters.supabase.app import SupabaseExporter, make_app
-from exporters.supabase.config import SupabaseConfig, check_secrets
+from exporters.supabase.config import SupabaseConfig
 
 log = logging.getLogger("exporters.supabase")
 DEFAULT_PORT = 9704
@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         default_port=DEFAULT_PORT,
         model=SupabaseConfig,
-        prepare=check_secrets,
+        # Secrets are only checked at start: a database password is read again at each new
+        # connection, the Management API token whenever its file changes.
+        prepare=lambda cfg, _: None,
         summary=summary,
         make_app=lambda cfg, _: make_app(SupabaseExporter(cfg)),
         log=log,

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from common.config import Strict, read_secret_file
+from common.config import SecretFile, Strict
 from common.durations import Duration, parse_duration
 from common.postgres import Conninfo, PgConnection
 
@@ -54,7 +54,7 @@ class Database(Strict):
     # with pg_monitor is enough (and pg_read_all_stats for other users' statements).
     conninfo: Conninfo
     # Read at every new connection (common.postgres), so a rotated password needs no restart.
-    password_file: Path | None = None
+    password_file: SecretFile | None = None
     # Every collector query runs under this timeout; the whole scrape under `scrape_budget`.
     statement_timeout: Duration = 2.0
     scrape_budget: Duration = 8.0
@@ -193,7 +193,7 @@ class Management(Strict):
     base_url: str = "https://api.supabase.com"
     # A personal access token (sbp_…) or OAuth token; read at start-up and again whenever the
     # file changes (a rotated token needs no restart), never logged.
-    token_file: Path
+    token_file: SecretFile
     # Backups change daily and health by the minute; the API allows 120 requests a minute per
     # endpoint and project, so every minute costs little.
     refresh_interval: Duration = 60.0
@@ -274,14 +274,3 @@ class SupabaseConfig(Strict):
         if not self.databases and self.management is None and self.project_metrics is None:
             raise ValueError("configure databases, management or project_metrics")
         return self
-
-
-def check_secrets(cfg: SupabaseConfig) -> None:
-    """Read every secret file the config names once now, so a missing or unreadable file fails
-    before a port is bound. They are read again where they are used: a database password at
-    each new connection, the Management API token whenever its file changes."""
-    for db in cfg.databases:
-        if db.password_file is not None:
-            read_secret_file(db.password_file)
-    if cfg.management is not None:
-        read_secret_file(cfg.management.token_file)

@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         default_port=9701,
         model=UptimeConfig,
-        # plan() reads the targets' secret files: a missing one fails before any port is bound.
-        prepare=plan,
+        # exporter_main checks the secret files; plan() here (the scheduler plans again when it
+        # starts) makes a target that cannot be planned fail before any port is bound too.
+        prepare=lambda cfg, _: plan(cfg),
         summary=lambda cfg, _: f"{len(cfg.targets)} targets",
         make_app=lambda cfg, _: make_app(cfg),
         log=log,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from common.config import Strict
+from common.config import SecretFile, Strict
 from common.durations import Duration
 
 # Target names become the `target` label: keep them short, stable and bounded by this file.
@@ -29,7 +28,7 @@ class HttpProbe(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     # Read at start-up; sent as `Authorization: Bearer …`; never logged or exported.
-    bearer_token_file: Path | None = None
+    bearer_token_file: SecretFile | None = None
     tls_verify: bool = True
     max_body_bytes: Annotated[int, Field(ge=0, le=16 * 1024 * 1024)] = 256 * 1024
 

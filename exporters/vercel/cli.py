@@ -6,7 +6,7 @@ import logging
 
 from common.cli import exporter_main
 from exporters.vercel.app import VercelExporter, make_app
-from exporters.vercel.config import VercelConfig, read_secrets
+from exporters.vercel.config import VercelConfig, secrets_by_name
 
 log = logging.getLogger("exporters.vercel")
 DEFAULT_PORT = 9703
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         default_port=DEFAULT_PORT,
         model=VercelConfig,
-        prepare=read_secrets,
+        prepare=lambda _, values: secrets_by_name(values),
         summary=summary,
         make_app=lambda cfg, secrets: make_app(VercelExporter(cfg, secrets)),
         log=log,

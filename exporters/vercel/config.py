@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from common.config import Strict, read_secret_file
+from common.config import SecretFile, Strict, read_secret_files
 from common.durations import Duration
 
 # Project names become the `project` label: short, stable, bounded by this file.
@@ -33,7 +33,7 @@ class Project(Strict):
 class Api(Strict):
     base_url: str = "https://api.vercel.com"
     # A Vercel access token, read at start-up; without it the deployments poller is off.
-    token_file: Path | None = None
+    token_file: SecretFile | None = None
     # Team scope (team_…), sent as teamId on every request. Personal accounts leave it out.
     team_id: str | None = None
     # How often deployments are refreshed. Vercel allows 500 deployment-list requests a minute
@@ -74,7 +74,7 @@ class Api(Strict):
 
 class Drain(Strict):
     # The drain's signature secret (Vercel shows it when the drain is created).
-    secret_file: Path
+    secret_file: SecretFile
     # The drain's sampling rate as configured in Vercel (0 < rate ≤ 1). Vercel's records do not
     # carry it, so counts are scaled by 1/rate here to estimate real traffic.
     sample_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
@@ -86,7 +86,7 @@ class Drains(Strict):
     speed_insights: Drain | None = None
     # The code Vercel asks for when a drain endpoint is added (x-vercel-verify); sent on every
     # drain response.
-    verify_code_file: Path | None = None
+    verify_code_file: SecretFile | None = None
     # Bodies above this are refused with 413 before they are read whole.
     max_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 64 * 1024 * 1024
     # Where a delivery's bytes past its first MiB wait (in an unlinked file) while its signature
@@ -133,26 +133,23 @@ class VercelConfig(Strict):
         return {p.id: p.name for p in self.projects}
 
 
-def read_secrets(cfg: VercelConfig) -> dict[str, str]:
-    """Every secret the config names, read now so a missing file fails before a port is bound.
+# The config key of each secret, and the name the exporter knows it by.
+SECRET_NAMES = {
+    "api.token_file": "token",
+    "drains.verify_code_file": "verify_code",
+    "drains.logs.secret_file": "logs",
+    "drains.traces.secret_file": "traces",
+    "drains.speed_insights.secret_file": "speed_insights",
+}
 
-    Keys: "token", "verify_code", and the drain names. Raises OSError naming the key's file.
-    """
-    out: dict[str, str] = {}
-    files: dict[str, Path | None] = {
-        "token": cfg.api.token_file,
-        "verify_code": cfg.drains.verify_code_file,
-        "logs": cfg.drains.logs.secret_file if cfg.drains.logs else None,
-        "traces": cfg.drains.traces.secret_file if cfg.drains.traces else None,
-        "speed_insights": cfg.drains.speed_insights.secret_file
-        if cfg.drains.speed_insights
-        else None,
-    }
-    for key, path in files.items():
-        if path is None:
-            continue
-        value = read_secret_file(path)
-        if not value:
-            raise OSError(0, f"{key}: secret file {path} is empty")
-        out[key] = value
-    return out
+
+def secrets_by_name(values: dict[str, str]) -> dict[str, str]:
+    """The secrets read_secret_files read ({dotted key: value}) under the exporter's names:
+    "token", "verify_code", and the drain names; unset keys are absent."""
+    return {SECRET_NAMES[key]: value for key, value in values.items()}
+
+
+def read_secrets(cfg: VercelConfig, path: Path) -> dict[str, str]:
+    """Every secret the config at `path` names, by name, read now (ConfigError listing each
+    bad file with its key), for callers that load the config themselves."""
+    return secrets_by_name(read_secret_files(cfg, path))

@@ -285,6 +285,38 @@ def test_bad_config_exits_2_listing_every_key(tmp_path: Path) -> None:
     assert "hunter2" not in res.stderr
 
 
+def test_missing_secret_files_exit_2_naming_the_config_each_key_and_file(tmp_path: Path) -> None:
+    (tmp_path / "vercel_token").write_text(f"{VERCEL_TOKEN}\n")
+    path = tmp_path / "b.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "vercel": {"token_file": str(tmp_path / "vercel_token")},
+                "openai": {"token_file": str(tmp_path / "openai_key")},
+                "cost_tracking": {"conninfo": "host=x", "password_file": str(tmp_path / "pw")},
+            }
+        )
+    )
+    for args in ([], ["report"]):
+        res = subprocess.run(
+            [sys.executable, "-m", "exporters.billing", *args, "--config.file", str(path)]
+            + ([] if args else ["--check-config"]),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        assert res.returncode == 2, res.stderr
+        assert res.stderr == (
+            f"invalid config {path}:\n"
+            f"  {path}: openai.token_file: cannot read secret file {tmp_path}/openai_key: "
+            "No such file or directory\n"
+            f"  {path}: cost_tracking.password_file: cannot read secret file {tmp_path}/pw: "
+            "No such file or directory\n"
+        )
+        assert VERCEL_TOKEN not in res.stderr
+
+
 def test_report_command_prints_json_and_fails_cleanly(tmp_path: Path) -> None:
     from fakes.billing_api import write_supabase_invoices
 

@@ -41,7 +41,30 @@ def test_missing_secret_file_exits_2(tmp_path: Path) -> None:
     )
     res = run("migrate", "--config.file", str(cfg))
     assert res.returncode == 2
-    assert "secret file" in res.stderr
+    assert res.stderr == (
+        f"invalid config {cfg}:\n  {cfg}: webhooks.alertmanager_token_file: "
+        f"cannot read secret file {tmp_path}/none: No such file or directory\n"
+    )
+
+
+def test_every_secret_file_is_checked_at_start_and_listed_at_once(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t\n")
+    (tmp_path / "github").write_text("\n")
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text(
+        f"database:\n  conninfo: 'host=127.0.0.1'\n  password_file: {tmp_path}/pw\n"
+        f"webhooks:\n  alertmanager_token_file: {tmp_path}/token\n"
+        f"  vercel_secret_file: {tmp_path}/vercel\n  github_secret_file: {tmp_path}/github\n"
+    )
+    res = run("serve", "--config.file", str(cfg))
+    assert res.returncode == 2
+    assert res.stderr.splitlines()[1:] == [
+        f"  {cfg}: database.password_file: cannot read secret file {tmp_path}/pw: "
+        "No such file or directory",
+        f"  {cfg}: webhooks.vercel_secret_file: cannot read secret file {tmp_path}/vercel: "
+        "No such file or directory",
+        f"  {cfg}: webhooks.github_secret_file: secret file {tmp_path}/github is empty",
+    ]
 
 
 def test_unreachable_database_is_a_clear_error_without_the_password(

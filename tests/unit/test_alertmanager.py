@@ -120,6 +120,18 @@ def test_placement_rewrites_only_paths_and_hosts(tmp_path: Path, amtool: str) ->
     )
 
 
+def test_without_a_pager_criticals_keep_slack_and_drop_pagerduty(
+    tmp_path: Path, amtool: str
+) -> None:
+    path = write_placed(tmp_path / "am.yml", Placement(secrets_dir=tmp_path, pagerduty=False))
+    res = run([amtool, "check-config", str(path)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    receivers = {r["name"]: r for r in yaml.safe_load(path.read_text())["receivers"]}
+    assert "pagerduty_configs" not in receivers["critical"]
+    assert receivers["critical"]["slack_configs"][0]["channel"] == "#ops-alerts"
+    assert "pagerduty_routing_key" not in path.read_text()
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_golden_data_has_the_common_parts_alertmanager_would_compute(case: str) -> None:
     from tests.alertmanager.groups import notification

@@ -1,6 +1,7 @@
 """Config files and the listen address fail as clear errors with exit code 2, through every
 service's real command line: a key set twice, bytes that are not UTF-8 (in the config or in a
-secret file), and a listen address that is taken, not permitted or not of this host."""
+secret file), a secret file that is missing, empty or a placeholder (named with its config key),
+and a listen address that is taken, not permitted or not of this host."""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ import pytest
 from aiohttp import web
 from pydantic import Field
 
-from common.cli import listen_address
-from common.config import ConfigError, Strict, load_config
+from common.cli import listen_address, load_for_cli
+from common.config import (
+    PLACEHOLDER_PREFIX,
+    ConfigError,
+    SecretFile,
+    Strict,
+    load_config,
+    read_secret_files,
+    secret_files,
+)
 from exporters.billing.cli import main as billing_main
 from exporters.supabase.cli import main as supabase_main
 from exporters.uptime.cli import main as uptime_main
@@ -72,6 +81,16 @@ def last_key(service: str) -> str:
     }[service]
 
 
+# The dotted key of the one secret file in `secret_config`.
+SECRET_KEY = {
+    "uptime": "targets[0].http.bearer_token_file",
+    "vercel": "api.token_file",
+    "supabase": "management.token_file",
+    "billing": "openai.token_file",
+    "recorder": "webhooks.alertmanager_token_file",
+}
+
+
 def secret_config(service: str, secret: Path) -> str:
     """A config whose one secret file is `secret`."""
     return {
@@ -87,7 +106,12 @@ def secret_config(service: str, secret: Path) -> str:
 
 
 def run_service(
-    service: str, args: list[str], capsys: pytest.CaptureFixture[str], *, check: bool = True
+    service: str,
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    *,
+    check: bool = True,
+    recorder_command: str = "serve",
 ) -> tuple[int, str]:
     """Exit code and stderr: an exporter's `main` in this process, the recorder as a process
     (`python -m recorder serve …`, as it is run). With `check`, an exporter only checks its
@@ -96,7 +120,7 @@ def run_service(
         code = EXPORTERS[service](args + (["--check-config"] if check else []))
         return code, capsys.readouterr().err
     proc = subprocess.run(
-        [sys.executable, "-m", "recorder", "serve", *args],
+        [sys.executable, "-m", "recorder", recorder_command, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -218,24 +242,180 @@ def test_a_secret_file_that_is_not_utf8_is_refused_without_showing_it(
     path.write_text(secret_config(service, secret))
     code, err = run_service(service, ["--config.file", str(path)], capsys)
     assert code == 2, err
-    assert f"invalid config {path}: " in err
-    assert f"secret file: {secret}: not UTF-8: byte at offset 7 (line 1, column 8)" in err
+    assert f"invalid config {path}:\n" in err
+    assert (
+        f"  {path}: {SECRET_KEY[service]}: cannot read secret file {secret}: "
+        "not UTF-8: byte at offset 7 (line 1, column 8)"
+    ) in err
     assert "hunter2" not in err
     assert "0xff" not in err
     assert_no_traceback(err)
 
 
-def test_a_missing_secret_file_names_the_file(
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_missing_secret_file_names_the_config_the_key_and_the_file(
+    service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope"
+    path = tmp_path / f"{service}.yaml"
+    path.write_text(secret_config(service, missing))
+    # The recorder's migrate reads its secrets too (it is run first, before serve).
+    code, err = run_service(
+        service, ["--config.file", str(path)], capsys, recorder_command="migrate"
+    )
+    assert code == 2, err
+    assert err == (
+        f"invalid config {path}:\n"
+        f"  {path}: {SECRET_KEY[service]}: cannot read secret file {missing}: "
+        "No such file or directory\n"
+    )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_placeholder_secret_is_refused_by_every_service(
+    service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(f"{PLACEHOLDER_PREFIX}: a Vercel access token hunter2\n")
+    path = tmp_path / f"{service}.yaml"
+    path.write_text(secret_config(service, secret))
+    code, err = run_service(service, ["--config.file", str(path)], capsys)
+    assert code == 2, err
+    assert (
+        f"  {path}: {SECRET_KEY[service]}: secret file {secret} still holds the placeholder "
+        "written by ./wsinfra init; put the real value in it"
+    ) in err
+    assert "hunter2" not in err
+    assert_no_traceback(err)
+
+
+def test_an_os_error_from_prepare_still_names_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "vercel.yaml"
-    path.write_text(secret_config("vercel", tmp_path / "nope"))
-    assert vercel_main(["--config.file", str(path), "--check-config"]) == 2
+    path = tmp_path / "c.yaml"
+    path.write_text("a: 1\n")
+
+    def prepare(cfg: _Cfg, secrets: dict[str, str]) -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/gone/token")
+
+    assert load_for_cli(path, _Cfg, prepare) is None
     err = capsys.readouterr().err
-    assert f"cannot read secret file: {tmp_path / 'nope'}: No such file or directory" in err
+    assert err == (
+        f"invalid config {path}:\n  {path}: cannot read /gone/token: No such file or directory\n"
+    )
 
 
-# --- 3. the listen address -----------------------------------------------------------------
+# --- 3. secret files: found by their SecretFile type, read at once, every problem listed ------
+
+
+class _Api(Strict):
+    token_file: SecretFile
+    state_file: Path | None = None  # not a secret: never read as one
+
+
+class _Db(Strict):
+    password_file: SecretFile | None = None
+
+
+class _Nested(Strict):
+    api: _Api
+    apis: list[_Api] = Field(default_factory=list)
+    dbs: dict[str, _Db] = Field(default_factory=dict)
+    db: _Db | None = None
+    extra_keys: list[SecretFile] = Field(default_factory=list)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_secret_files_are_found_with_their_dotted_keys(tmp_path: Path) -> None:
+    cfg = _Nested(
+        api=_Api(token_file=tmp_path / "a", state_file=tmp_path / "state"),
+        apis=[_Api(token_file=tmp_path / "b"), _Api(token_file=tmp_path / "c")],
+        dbs={"main": _Db(password_file=tmp_path / "d"), "spare": _Db()},
+        db=None,
+        extra_keys=[tmp_path / "e"],
+    )
+    assert secret_files(cfg) == [
+        ("api.token_file", tmp_path / "a"),
+        ("apis[0].token_file", tmp_path / "b"),
+        ("apis[1].token_file", tmp_path / "c"),
+        ("dbs.main.password_file", tmp_path / "d"),
+        ("extra_keys[0]", tmp_path / "e"),
+    ]
+
+
+def test_read_secret_files_returns_each_value_by_key(tmp_path: Path) -> None:
+    cfg = _Nested(
+        api=_Api(token_file=_write(tmp_path / "a", "tok-a\n")),
+        db=_Db(password_file=_write(tmp_path / "d", "  pw-d  \n")),
+    )
+    assert read_secret_files(cfg, tmp_path / "c.yaml") == {
+        "api.token_file": "tok-a",
+        "db.password_file": "pw-d",
+    }
+
+
+def test_every_bad_secret_file_is_listed_at_once_without_any_value(tmp_path: Path) -> None:
+    good = _write(tmp_path / "good", "s3cret-good\n")
+    empty = _write(tmp_path / "empty", "\n  \n")
+    placeholder = _write(tmp_path / "placeholder", f"{PLACEHOLDER_PREFIX}: s3cret-hint\n")
+    latin1 = tmp_path / "latin1"
+    latin1.write_bytes(b"s3cret-caf\xe9\n")
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    cfg = _Nested(
+        api=_Api(token_file=tmp_path / "missing"),
+        apis=[_Api(token_file=good), _Api(token_file=empty)],
+        dbs={"main": _Db(password_file=placeholder), "other": _Db(password_file=latin1)},
+        db=_Db(password_file=directory),
+    )
+    path = tmp_path / "c.yaml"
+    with pytest.raises(ConfigError) as err:
+        read_secret_files(cfg, path)
+    assert err.value.path == path
+    assert err.value.problems == [
+        f"api.token_file: cannot read secret file {tmp_path / 'missing'}: "
+        "No such file or directory",
+        f"apis[1].token_file: secret file {empty} is empty",
+        f"dbs.main.password_file: secret file {placeholder} still holds the placeholder "
+        "written by ./wsinfra init; put the real value in it",
+        f"dbs.other.password_file: cannot read secret file {latin1}: "
+        "not UTF-8: byte at offset 10 (line 1, column 11): invalid continuation byte",
+        f"db.password_file: cannot read secret file {directory}: Is a directory",
+    ]
+    text = str(err.value)
+    assert text.startswith(f"invalid config {path}:\n  {path}: api.token_file: ")
+    assert "s3cret" not in text
+
+
+def test_an_unreadable_secret_file_says_permission_denied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tests may run as root, who reads a mode-0 file: make the read say what it says to others.
+    secret = _write(tmp_path / "secret", "s3cret\n")
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(ConfigError) as err:
+        read_secret_files(_Api(token_file=secret), tmp_path / "c.yaml")
+    assert err.value.problems == [
+        f"token_file: cannot read secret file {secret}: Permission denied"
+    ]
+
+
+def test_a_value_that_only_mentions_the_placeholder_is_accepted(tmp_path: Path) -> None:
+    secret = _write(tmp_path / "s", f"real-token-not-{PLACEHOLDER_PREFIX}\n")
+    assert read_secret_files(_Api(token_file=secret), tmp_path / "c.yaml") == {
+        "token_file": f"real-token-not-{PLACEHOLDER_PREFIX}"
+    }
+
+
+# --- 4. the listen address -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("service", SERVICES)

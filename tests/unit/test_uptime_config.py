@@ -130,4 +130,7 @@ def test_missing_secret_file_fails_at_start(tmp_path: Path) -> None:
     )
     proc = run_cli("--config.file", str(path), "--check-config")
     assert proc.returncode == 2
-    assert "cannot read secret file" in proc.stderr
+    assert (
+        f"  {path}: targets[0].http.bearer_token_file: cannot read secret file {tmp_path}/nope: "
+        "No such file or directory"
+    ) in proc.stderr

@@ -21,7 +21,13 @@ from tests.conftest import ROOT
 
 SCRIPT = ROOT / "wsinfra"
 # A value for each placeholder the usage line and docs write in capitals.
-SAMPLES = {"S": "1.5", "YYYY-MM": "2026-11", "N": "3", "PYTEST-ARGS": "-x"}
+SAMPLES = {
+    "S": "1.5",
+    "YYYY-MM": "2026-11",
+    "N": "3",
+    "PYTEST-ARGS": "-x",
+    "PART,...": "vercel,billing",
+}
 
 
 def _usage() -> str:
@@ -75,7 +81,7 @@ def refused(argv: list[str]) -> str | None:
     """Why the program that `./wsinfra` hands this argv to would refuse it (None: accepted)."""
     cmd, args = (argv[0], argv[1:]) if argv else ("help", [])
     try:
-        if cmd in {"up", "down", "status", "fault", "report"}:
+        if cmd in {"up", "init", "check", "down", "status", "fault", "report"}:
             _, extra = stack.parse([cmd, *args])
             if cmd == "report":
                 billing_cli.report_parser().parse_args(["--config.file", "x.yaml", *extra])

@@ -26,7 +26,7 @@ __all__ = [
 
 def load(path: Path) -> tuple[VercelConfig, dict[str, str]]:
     cfg = load_config(path, VercelConfig)
-    return cfg, read_secrets(cfg)
+    return cfg, read_secrets(cfg, path)
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import ConfigError, load_config
+from common.config import ConfigError, load_config, secret_files
 from exporters.vercel.app import VercelExporter
 from exporters.vercel.cli import main
-from exporters.vercel.config import VercelConfig
+from exporters.vercel.config import SECRET_NAMES, VercelConfig
 from fakes.vercel_drains import log_records, otlp_json, speed_insights_records
 from tests.conftest import ROOT
 from tests.vercel.helpers import PROJECT_ID, SECRETS, TOKEN, load, render, write_config
@@ -48,10 +48,24 @@ def test_cli_exits_2_on_a_missing_secret_without_printing_any(
 ) -> None:
     path = write_config(tmp_path)
     (tmp_path / "secrets" / "traces").unlink()
+    (tmp_path / "secrets" / "logs").write_text("\n")
     assert main(["--config.file", str(path), "--check-config"]) == 2
     err = capsys.readouterr().err
-    assert "cannot read secret file" in err
+    assert err == (
+        f"invalid config {path}:\n"
+        f"  {path}: drains.logs.secret_file: secret file {tmp_path}/secrets/logs is empty\n"
+        f"  {path}: drains.traces.secret_file: cannot read secret file "
+        f"{tmp_path}/secrets/traces: No such file or directory\n"
+    )
     assert TOKEN not in err
+
+
+def test_every_secret_key_has_a_name(tmp_path: Path) -> None:
+    """The exporter knows its secrets by name (SECRET_NAMES): a new SecretFile key needs one."""
+    path = write_config(tmp_path)
+    cfg, secrets = load(path)
+    assert {key for key, _ in secret_files(cfg)} == set(SECRET_NAMES)
+    assert secrets == {"token": TOKEN, **SECRETS}
 
 
 def test_check_config_summarises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
