@@ -224,6 +224,14 @@ def read_secret_files(cfg: BaseModel, path: Path) -> dict[str, str]:
         try:
             value = read_secret_file(file)
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and "/" not in str(file):
+                # A bare word that names no file is most likely the secret pasted in place of
+                # its path: never echo it.
+                problems.append(
+                    f"{key}: names no file (its value is not shown: if it is the secret itself,"
+                    " put the secret in a file and give that file's path here)"
+                )
+                continue
             problems.append(f"{key}: cannot read secret file {file}: {exc.strerror or exc}")
             continue
         if not value:

@@ -68,10 +68,21 @@ def load(directory: Path) -> dict[str, Page]:
         log.warning("no runbooks directory at %s: /runbooks/ serves no pages", directory)
         return {}
     pages = {}
+    root = directory.resolve()
     for path in sorted(directory.glob("*.md")):
         if not _NAME.fullmatch(path.name):
             continue
-        text = path.read_text(encoding="utf-8")
+        # A symlink out of the directory would serve that file (say /etc/passwd) as a page, and
+        # one unreadable entry (a directory, bad UTF-8, a dangling link) must not stop the
+        # recorder from starting: skip either, saying which.
+        if path.resolve().parent != root or not path.is_file():
+            log.warning("runbook %s is not a file inside %s: not served", path.name, directory)
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("runbook %s is unreadable (%s): not served", path.name, exc)
+            continue
         title = _title(text, path.stem)
         pages[path.name] = Page(title, _document(title, render(text)))
     return pages

@@ -9,6 +9,7 @@ PLACEHOLDER_PREFIX, which every service refuses, so nothing starts half-configur
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -78,6 +79,17 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+# A path YAML reads as itself when written plain, also inside a flow mapping `{k: path, ...}`.
+_PLAIN = re.compile(r"[\w./~][\w./@+~-]*(?: [\w./@+~-]+)*")
+
+
+def _local_path(local: Path, rest: str) -> str:
+    """`config/local/<rest>` of an example config, for the config folder `local`: quoted when
+    its path would not read back plain (a folder named `a #b` or `k: v` cut the key short)."""
+    path = f"{_shown(local)}/{rest}"
+    return path if _PLAIN.fullmatch(path) else json.dumps(path)  # JSON is a YAML double-quoted
+
+
 def init(stack: Stack, parts: list[str]) -> list[str]:
     """Write config/local/ for these parts (existing files are kept); return the lines to print."""
     unknown = sorted(set(parts) - set(PARTS))
@@ -98,14 +110,18 @@ def init(stack: Stack, parts: list[str]) -> list[str]:
             else:
                 text = (EXAMPLE / part.config).read_text()
                 # The example names config/local/...; a config folder elsewhere is named instead.
-                text = text.replace("config/local/", f"{_shown(local)}/")
+                text = re.sub(
+                    r"config/local/([^\s,}\]#]*)", lambda m: _local_path(local, m[1]), text
+                )
                 target.write_text(text)
                 out.append(f"wrote  {_shown(target)} ({part.what}; edit it)")
         for folder in part.folders:
             (local / folder).mkdir(parents=True, exist_ok=True)
         for secret in secrets_of(part):
             path = secrets / secret
-            if path.exists():
+            # A link whose target is absent is kept too: writing through it would create a
+            # file wherever it points.
+            if path.exists() or path.is_symlink():
                 out.append(f"kept   {_shown(path)} (exists)")
                 continue
             path.write_text(f"{PLACEHOLDER_PREFIX}: {SECRET_HELP[secret]}\n")
@@ -133,18 +149,27 @@ def init(stack: Stack, parts: list[str]) -> list[str]:
 
 def secret_problem(path: Path, required: bool) -> str | None:
     """What is wrong with one stack-level secret file (None: fine, or optional and absent)."""
-    if not path.exists():
-        return f"{_shown(path)}: missing: {SECRET_HELP[path.name]}" if required else None
+    # Read, not stat first: a folder we may not list is "cannot read", never a traceback.
     try:
         value = read_secret_file(path)
+    except FileNotFoundError:
+        return f"{_shown(path)}: missing: {SECRET_HELP[path.name]}" if required else None
     except OSError as exc:
         return f"{_shown(path)}: cannot read: {exc.strerror}"
     if not value:
         return f"{_shown(path)}: empty: {SECRET_HELP[path.name]}"
     if value.startswith(PLACEHOLDER_PREFIX):
         return f"{_shown(path)}: still the placeholder: put {SECRET_HELP[path.name]} in it"
-    if path.name == "slack_webhook_url" and not re.match(r"https?://[^\s/]+/\S+$", value):
-        return f"{_shown(path)}: not a URL: {SECRET_HELP[path.name]}"
+    if value.startswith("\ufeff"):
+        # An editor's byte-order mark would be part of the secret: every signature would fail.
+        return f"{_shown(path)}: starts with a byte-order mark: save it as UTF-8 without BOM"
+    if path.name == "slack_webhook_url":
+        url = re.match(r"(https?)://(\[[^\]\s]*\]|[^\s/:\[]+)(?::\d+)?/\S+$", value)
+        if not url:
+            return f"{_shown(path)}: not a URL: {SECRET_HELP[path.name]}"
+        # The URL is the credential: plain http only to this machine (a local stand-in).
+        if url[1] == "http" and url[2] not in ("127.0.0.1", "localhost", "[::1]"):
+            return f"{_shown(path)}: not https: {SECRET_HELP[path.name]}"
     if path.name == "pagerduty_routing_key" and not re.fullmatch(r"[A-Za-z0-9]{32}", value):
         return f"{_shown(path)}: not 32 letters and digits: {SECRET_HELP[path.name]}"
     return None
@@ -183,7 +208,21 @@ def check(stack: Stack) -> tuple[list[str], list[str]]:
         if res.returncode != 0:
             # A config error is one line per problem, each naming the file; anything else
             # (a crash) is shown by its last line.
-            lines = [ln.strip() for ln in res.stderr.splitlines() if ln.startswith(f"  {path}: ")]
+            lines = problem_lines(res.stderr, path)
             last = (res.stderr.strip().splitlines() or ["refused"])[-1]
             problems += lines or [f"{_shown(path)}: {last}"]
     return problems, checked
+
+
+def problem_lines(stderr: str, path: Path) -> list[str]:
+    """The `  <path>: ...` lines of a service's ConfigError, one per problem. A YAML error goes
+    on over more lines: its reasons and positions are folded into its line, the source lines
+    it echoes (indented further, and which may hold anything typed there) are dropped."""
+    out: list[str] = []
+    for line in stderr.splitlines():
+        if line.startswith(f"  {path}: "):
+            out.append(line.strip())
+        elif out and line.strip() and not line.startswith("    "):
+            at = re.search(r"line (\d+), column (\d+)", line)
+            out[-1] += f" (line {at[1]}, column {at[2]})" if at else f": {line.strip()}"
+    return out

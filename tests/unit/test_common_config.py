@@ -526,3 +526,11 @@ def test_a_bad_listen_address_is_a_usage_error(
     err = capsys.readouterr().err
     assert "--web.listen-address" in err
     assert "must be host:port" in err
+
+
+def test_a_secret_pasted_in_place_of_its_path_is_never_echoed(tmp_path: Path) -> None:
+    cfg = _Nested(api=_Api(token_file=Path("sbp_0123456789abcdefPASTEDSECRET")))
+    with pytest.raises(ConfigError) as exc:
+        read_secret_files(cfg, tmp_path / "c.yaml")
+    assert "PASTEDSECRET" not in str(exc.value)
+    assert "api.token_file: names no file (its value is not shown" in str(exc.value)

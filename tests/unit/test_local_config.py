@@ -139,3 +139,103 @@ def test_real_mode_up_refuses_placeholders_before_starting_anything(
     assert "real mode cannot start:" in err
     assert "slack_webhook_url: still the placeholder" in err
     assert not (local.parent / "run" / "pids").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("http://hooks.slack.com/services/T0/B0/SECRETTOKEN", "not https"),
+        ("\ufeffhttps://hooks.slack.com/services/T0/B0/SECRETTOKEN", "byte-order mark"),
+        ("http://127.0.0.1:9/services/T0/B0/SECRETTOKEN", None),  # a local stand-in
+        ("http://[::1]:9/services/T0/B0/SECRETTOKEN", None),
+        ("https://hooks.slack.com/services/T0/B0/SECRETTOKEN\r\n  ", None),
+    ],
+)
+def test_the_slack_url_is_https_unless_local_and_a_bom_is_named(
+    tmp_path: Path, value: str, problem: str | None
+) -> None:
+    # The URL is the credential: sent over plain http it is readable on the way.
+    path = tmp_path / "slack_webhook_url"
+    path.write_text(value)
+    found = local_config.secret_problem(path, required=True)
+    assert (found is None) if problem is None else (problem in (found or "")), found
+    assert "SECRETTOKEN" not in (found or "")
+
+
+def test_init_into_a_file_or_nowhere_says_so_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("")
+    for where in (tmp_path / "afile", Path("/proc/no-such-dir")):
+        monkeypatch.setenv("WSINFRA_CONFIG_DIR", str(where))
+        assert stack_cli.main(["init"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"./wsinfra init: cannot write {where}"), err
+        assert "Traceback" not in err
+
+
+def test_check_when_the_config_folder_cannot_be_read_is_one_line_not_a_traceback(
+    local: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As root (CI) a mode-000 folder is still readable, so the error is raised here.
+    def denied(_: object) -> None:
+        raise PermissionError(13, "Permission denied", str(local / "uptime.yaml"))
+
+    monkeypatch.setattr(local_config, "check", denied)
+    assert stack_cli.main(["check"]) == 2
+    assert capsys.readouterr().out == f"{local / 'uptime.yaml'}: cannot read: Permission denied\n"
+
+    def unreadable(path: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(local_config, "read_secret_file", unreadable)
+    secret = local / "secrets" / "slack_webhook_url"
+    assert local_config.secret_problem(secret, True) == f"{secret}: cannot read: Permission denied"
+
+
+@pytest.mark.parametrize("folder", ["has #hash", "has: colon", "has,comma}brace"])
+def test_init_into_a_folder_yaml_would_misread_still_names_its_secret_files(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    folder: str,
+) -> None:
+    # Written plain, `token_file: /x/has #hash/secrets/t` reads as `/x/has`: quoted instead.
+    local = tmp_path / folder
+    monkeypatch.setenv("WSINFRA_CONFIG_DIR", str(local))
+    monkeypatch.setenv("WSINFRA_RUN_DIR", str(tmp_path / "run"))
+    assert stack_cli.main(["init", "--with", "vercel"]) == 0
+    capsys.readouterr()
+    assert stack_cli.main(["check"]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    drains = [ln for ln in lines if "drains.logs.secret_file" in ln]
+    assert drains, lines
+    assert f"{local / 'secrets' / 'vercel_logs_drain_secret'} still holds" in drains[0]
+
+
+def test_init_keeps_a_dangling_symlink_instead_of_writing_through_it(
+    local: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (local / "secrets").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    (local / "secrets" / "slack_webhook_url").symlink_to(elsewhere)
+    assert stack_cli.main(["init"]) == 0
+    assert not elsewhere.exists()
+    capsys.readouterr()
+    assert stack_cli.main(["check"]) == 2
+    assert "slack_webhook_url: missing" in capsys.readouterr().out
+
+
+def test_a_yaml_error_is_one_line_with_its_position_and_without_the_source(
+    local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stack_cli.main(["init"]) == 0
+    (local / "secrets" / "slack_webhook_url").write_text(SLACK + "\n")
+    (local / "uptime.yaml").write_text("targets: [\n  typed-here")
+    capsys.readouterr()
+    assert stack_cli.main(["check"]) == 2
+    out = capsys.readouterr().out
+    assert out == (
+        f"{local / 'uptime.yaml'}: not valid YAML: while parsing a flow sequence (line 1, "
+        "column 10): expected ',' or ']', but got '<stream end>' (line 2, column 13)\n"
+    )

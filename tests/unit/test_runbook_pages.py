@@ -95,3 +95,17 @@ def test_a_runbook_directory_elsewhere_serves_its_pages_and_escapes_names(tmp_pa
     assert list(pages) == ["Mine.md"]
     assert '<h1 id="mine">Mine</h1>' in pages["Mine.md"].html
     assert runbook_pages.load(tmp_path / "absent") == {}
+
+
+def test_links_out_of_the_directory_and_unreadable_entries_are_skipped_not_fatal(
+    tmp_path: Path,
+) -> None:
+    # One bad entry must neither stop the recorder from starting nor serve a file from elsewhere.
+    (tmp_path / "Good.md").write_text("# Good\n")
+    (tmp_path / "Binary.md").write_bytes(b"\xff\xfe not utf-8")
+    (tmp_path / "Folder.md").mkdir()
+    (tmp_path / "Dangling.md").symlink_to(tmp_path / "absent.md")
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.md"
+    secret.write_text("# Secret\nroot:x:0:0\n")
+    (tmp_path / "Outside.md").symlink_to(secret)
+    assert list(runbook_pages.load(tmp_path)) == ["Good.md"]

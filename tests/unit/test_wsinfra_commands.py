@@ -155,3 +155,51 @@ def test_unknown_command_exits_2_with_the_usage(tmp_path: Path) -> None:
 def test_report_passes_its_flags_through_to_the_billing_report() -> None:
     args, extra = stack.parse(["report", "--month", "2026-10", "--format", "json"])
     assert (args.cmd, extra) == ("report", ["--month", "2026-10", "--format", "json"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["report", "--format"], "argument --format: expected one argument"),
+        (["report", "--format", "yaml"], "invalid choice: 'yaml'"),
+        (["report", "--month", "2026-13"], "'2026-13' is not YYYY-MM"),
+        (["report", "--month"], "argument --month: expected one argument"),
+        (["report", "--bogus"], "unrecognized arguments: --bogus"),
+        (["status", "--x"], "unrecognized arguments: --x"),
+        (["fault"], "the following arguments are required: mode"),
+        ([], "the following arguments are required: cmd"),
+    ],
+)
+def test_a_wrong_flag_exits_2_before_any_config_is_looked_for(
+    argv: list[str],
+    error: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Without a stack `report --format yaml` said "no billing config" (exit 1), not the flag.
+    monkeypatch.setenv("WSINFRA_CONFIG_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("WSINFRA_RUN_DIR", str(tmp_path / "run"))
+    with pytest.raises(SystemExit) as exc:
+        stack.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert error in err
+    assert "Traceback" not in err
+
+
+def test_report_without_a_billing_config_says_where_one_comes_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local, run = tmp_path / "local", tmp_path / "run"
+    monkeypatch.setenv("WSINFRA_CONFIG_DIR", str(local))
+    monkeypatch.setenv("WSINFRA_RUN_DIR", str(run))
+    assert stack.main(["report", "--format", "json"]) == 1
+    assert "the DEMO writes its own when it starts (./wsinfra up)" in capsys.readouterr().err
+    # Real mode reads the user's own config, never a DEMO one a past `up` left in .run/.
+    local.mkdir()
+    (local / "uptime.yaml").write_text("targets: []\n")
+    (run / "config").mkdir(parents=True)  # Stack.generated
+    (run / "config" / "billing.yaml").write_text("# DEMO\n")
+    assert stack.main(["report"]) == 1
+    assert f"no {local / 'billing.yaml'}: ./wsinfra init --with billing" in capsys.readouterr().err
