@@ -51,7 +51,11 @@ def connect_kwargs(cfg: PgConnection, application_name: str) -> dict[str, Any]:
     """libpq keywords for a new connection: the password as the file says now."""
     from psycopg.conninfo import conninfo_to_dict
 
-    kwargs: dict[str, Any] = {"application_name": application_name}
+    # Text as str whatever the server's encoding: a cluster made without a UTF-8 locale is
+    # SQL_ASCII, and psycopg then returns text as bytes (labels, names), which breaks the
+    # metrics built from them. Supabase and the postgres image are UTF8; initdb in a bare
+    # container is not.
+    kwargs: dict[str, Any] = {"application_name": application_name, "client_encoding": "UTF8"}
     if "connect_timeout" not in conninfo_to_dict(cfg.conninfo):
         kwargs["connect_timeout"] = max(1, int(min(cfg.acquire_timeout, cfg.statement_timeout)))
     if cfg.password_file is not None:

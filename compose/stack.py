@@ -84,10 +84,14 @@ def report(stack: Stack, extra: list[str]) -> int:
     billing = services.by_name("billing")
     if "-h" in extra or "--help" in extra:  # the billing report's own help; needs no stack
         return subprocess.run([*billing.program.argv(), "report", "--help"], check=False).returncode
-    path = stack.generated / "billing.yaml"
+    # The real platform's billing config is the user's own (the report needs no running
+    # stack); the DEMO's is written by `up`. Never a DEMO config left in .run/ in real mode.
+    path = stack.generated / "billing.yaml" if stack.demo else stack.config_dir / "billing.yaml"
     if not path.exists():
         raise StackError(
-            "no billing config: start the stack (./wsinfra up) or add config/local/billing.yaml"
+            "no billing config: the DEMO writes its own when it starts (./wsinfra up)"
+            if stack.demo
+            else f"no {path}: ./wsinfra init --with billing writes one"
         )
     argv = [*billing.program.argv(), "report", "--config.file", str(path)]
     if "--active-users" not in extra and "--prometheus" not in extra:
@@ -164,8 +168,9 @@ def grafana_hint() -> str:
     )
     return (
         where
-        + "\nTo see them with Docker:  docker compose -f compose/compose.yaml --profile demo up -d"
-        " --build  → http://127.0.0.1:13000/ (user admin, password in compose/secrets/grafana_admin_password)"
+        + "\nTo see them with Docker:  docker compose -f compose/compose.yaml -f compose/compose.demo.yaml"
+        " --profile demo up -d --build  → http://127.0.0.1:13000/ (user admin, password in"
+        " compose/secrets/grafana_admin_password)"
     )
 
 
@@ -185,13 +190,19 @@ def init(stack: Stack, with_parts: str) -> int:
     except ValueError as exc:
         print(f"./wsinfra init: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # WSINFRA_CONFIG_DIR is a file, read-only, not ours, ...
+        print(f"./wsinfra init: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     print("\n".join(lines))
     return 0
 
 
 def check(stack: Stack) -> int:
     """Exit 0 when config/local/ is ready for `up`; otherwise 2 and one line per problem."""
-    problems, checked = local_config.check(stack)
+    try:
+        problems, checked = local_config.check(stack)
+    except OSError as exc:  # the config folder itself cannot be read: that is the one problem
+        problems, checked = [f"{exc.filename}: cannot read: {exc.strerror}"], []
     for line in problems:
         print(line)
     if problems:
@@ -288,6 +299,14 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     args, extra = ap.parse_known_args(argv)
     if extra and args.cmd != "report":
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.cmd == "report" and not {"-h", "--help"} & set(extra):
+        # Refuse a wrong flag (--format yaml, --month 2026-13) now, with exit 2, rather than
+        # after looking for a billing config, which a user without a stack has not got.
+        from exporters.billing.cli import report_parser
+
+        rp = report_parser()
+        rp.prog = "./wsinfra report"
+        rp.parse_args(["--config.file", "billing.yaml", *extra])
     return args, extra
 
 

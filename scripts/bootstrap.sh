@@ -22,6 +22,15 @@ if [ "${WSINFRA_BENCH:-0}" = 1 ]; then
   command -v wrk >/dev/null || need_apt+=(wrk)
   command -v prometheus-postgres-exporter >/dev/null || need_apt+=(prometheus-postgres-exporter)
 fi
+# Containers (the compose test, run by ./wsinfra test): Podman with runc (crun refuses this
+# machine's hybrid cgroups), the CNI DNS plugin (compose's service names), debootstrap (the
+# base image: no registry is reachable). See ../shared/containers.md and docs/compose.md.
+if [ "${WSINFRA_CONTAINERS:-0}" = 1 ]; then
+  command -v podman >/dev/null || need_apt+=(podman)
+  command -v runc >/dev/null || need_apt+=(runc)
+  command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+  [ -e /usr/lib/cni/dnsname ] || need_apt+=(golang-github-containernetworking-plugin-dnsname)
+fi
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   need_apt+=(python3 python3-venv)
@@ -41,6 +50,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
   if [ "$policy_created" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+if [ "${WSINFRA_CONTAINERS:-0}" = 1 ] && ! grep -qs '^runtime *= *"runc"' /etc/containers/containers.conf; then
+  if [ -e /etc/containers/containers.conf ]; then
+    echo "bootstrap: /etc/containers/containers.conf exists without runtime = \"runc\"; containers may not start" >&2
+  else
+    $SUDO mkdir -p /etc/containers
+    printf '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n' | $SUDO tee /etc/containers/containers.conf >/dev/null
+    echo "bootstrap: wrote /etc/containers/containers.conf (runc, no default ulimits)" >&2
+  fi
 fi
 
 # PostgreSQL on 127.0.0.1:5432: start the cluster if it is stopped; where it wants a password

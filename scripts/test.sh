@@ -3,7 +3,7 @@
 # then pytest including the integration and end-to-end tests (which may not skip here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+WSINFRA_CONTAINERS=1 scripts/bootstrap.sh
 PY=.venv/bin/python
 # Where bootstrap had to give PostgreSQL a password, the tests use it too.
 if [ -s .run/secrets/postgres_password ]; then PGPASSWORD=$(cat .run/secrets/postgres_password); export PGPASSWORD; fi

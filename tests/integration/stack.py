@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,25 @@ from compose.stack import isolated_env
 from tests.conftest import ROOT, binary
 
 T = TypeVar("T")
+
+
+def repository_copy(dst: Path) -> Path:
+    """The working tree as a fresh clone would have it (no config/local/, no .run/, no compose
+    secrets or wheels), with this checkout's installed venv, so that relative paths in the
+    README and compose files are the copy's own and nothing is written into this checkout."""
+    shutil.copytree(
+        ROOT,
+        dst,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".run", "__pycache__", ".*_cache", "*.egg-info", "wheels"
+        ),
+    )
+    shutil.rmtree(dst / "config" / "local", ignore_errors=True)
+    for secret in (dst / "compose" / "secrets").glob("*"):
+        if secret.suffix != ".example":
+            secret.unlink()
+    (dst / ".venv").symlink_to(ROOT / ".venv")
+    return dst
 
 
 def get_json(url: str) -> Any:

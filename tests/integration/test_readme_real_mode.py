@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from compose.database import drop_database
 from compose.processes import free_port, spawn, stop, wait_ready
 from compose.stack import isolated_env
 from tests.conftest import ROOT, binary
-from tests.integration.stack import get_json, wait_for
+from tests.integration.stack import get_json, repository_copy, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,27 +60,13 @@ def target() -> Iterator[http.server.ThreadingHTTPServer]:
     server.server_close()
 
 
-def _copy_of_the_repository(dst: Path) -> Path:
-    """The working tree as a fresh clone would have it (no config/local/, no .run/), with this
-    checkout's installed venv, so the README's relative paths are the copy's own."""
-    shutil.copytree(
-        ROOT,
-        dst,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", ".run", "local", "__pycache__", ".*_cache", "*.egg-info"
-        ),
-    )
-    (dst / ".venv").symlink_to(ROOT / ".venv")
-    return dst
-
-
 def test_readme_real_mode_steps_page_slack_when_the_target_breaks(
     tmp_path: Path, target: http.server.ThreadingHTTPServer
 ) -> None:
     for name in ("prometheus", "amtool", "promtool"):
         binary(name)
     binary("prometheus-alertmanager", "alertmanager")
-    repo = _copy_of_the_repository(tmp_path / "wsinfra")
+    repo = repository_copy(tmp_path / "wsinfra")
     env, _ = isolated_env(tmp_path / "ports")
     for own in ("WSINFRA_CONFIG_DIR", "WSINFRA_RUN_DIR"):  # the README's defaults: the copy's
         env.pop(own)

@@ -48,6 +48,45 @@ def test_every_bind_mount_exists_and_is_read_only() -> None:
                 assert mode == ["ro"], f"{name}: bind mount {src} must be read-only"
 
 
+def test_the_demo_override_pages_the_sink_and_changes_nothing_else(amtool: str) -> None:
+    demo = yaml.safe_load((COMPOSE / "compose.demo.yaml").read_text())
+    assert set(demo["services"]) == {"alertmanager"}
+    base, over = DOC["services"]["alertmanager"], demo["services"]["alertmanager"]
+    flags = [f for f in over["command"] if not f.startswith("--config.file=")]
+    assert flags == [f for f in base["command"] if not f.startswith("--config.file=")]
+    (mount,) = over["volumes"]
+    src, dst, mode = mount.split(":")
+    assert (COMPOSE / src).is_file()
+    assert mode == "ro"
+    assert f"--config.file={dst}" in over["command"]
+    placed = yaml.safe_load((COMPOSE / src).read_text())
+    urls = [pd["url"] for r in placed["receivers"] for pd in r.get("pagerduty_configs", [])]
+    assert urls
+    assert all(u == "http://sink:9790/v2/enqueue" for u in urls)
+    assert "pagerduty.com" not in (COMPOSE / src).read_text()
+    res = subprocess.run(
+        [amtool, "check-config", str(COMPOSE / src)], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_podman_override_swaps_every_image_for_one_built_here() -> None:
+    from compose import podman_images
+
+    override = yaml.safe_load((COMPOSE / "podman" / "compose.podman.yaml").read_text())
+    built = {podman_images.PROJECT, *podman_images.SERVICES}
+    for name, svc in DOC["services"].items():
+        if name == "grafana":  # not packaged by Debian: not started under Podman here
+            assert name not in override["services"]
+            continue
+        image = override["services"][name]["image"]
+        assert image in built, f"{name}: {image} is not built by compose.podman_images"
+        expected = podman_images.PROJECT if "build" in svc else None
+        assert expected is None or image == expected, name
+        assert set(override["services"][name]) == {"image"}, f"{name}: only the image changes"
+    assert (ROOT / ".dockerignore").read_text().count("compose/secrets") == 1
+
+
 def test_secrets_are_declared_and_have_examples() -> None:
     declared = DOC["secrets"]
     for name, svc in DOC["services"].items():
