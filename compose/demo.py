@@ -201,6 +201,42 @@ def demo_billing_config(
     }
 
 
+# The operator API in the DEMO: tokens are signed with this secret, and the demo ops machine
+# caller presents the token (curl -H "Authorization: Bearer $(cat …/api_demo_token)").
+DEMO_API_JWT_SECRET = "demo-api-jwt-secret-0000000000000000"  # noqa: S105 - demo-only
+DEMO_API_TOKEN = "demo-api-ops-token-00000000000000000000"  # noqa: S105 - demo-only
+DEMO_API_MACHINE_USER = "00000000-0000-4000-8000-0000000000a1"
+DEMO_API_ISSUER = "http://127.0.0.1/wsinfra-demo/auth/v1"
+
+
+def demo_api_config(
+    conninfo: str,
+    password_file: str | None,
+    secrets_dir: str,
+    alertmanager_url: str,
+    runbook_base_url: str,
+) -> dict[str, Any]:
+    """The operator API on the stack's database and Alertmanager, with one machine caller
+    (role ops) whose token the demo writes beside its other secrets."""
+    database: dict[str, Any] = {"conninfo": conninfo}
+    if password_file is not None:
+        database["password_file"] = password_file
+    return {
+        "database": database,
+        "auth": {"jwt_secret_file": f"{secrets_dir}/api_jwt_secret", "issuer": DEMO_API_ISSUER},
+        "machine_tokens": [
+            {
+                "name": "demo-ops",
+                "token_file": f"{secrets_dir}/api_demo_token",
+                "role": "ops",
+                "user_id": DEMO_API_MACHINE_USER,
+            }
+        ],
+        "alertmanager_url": alertmanager_url,
+        "runbook_base_url": runbook_base_url,
+    }
+
+
 def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -210,6 +246,8 @@ def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
         # The demo Vercel sends deployment webhooks to the recorder, signed with this.
         "vercel_webhook_secret": "demo-vercel-webhook-secret",
         "supabase_access_token": "sbp_demo0000000000000000000000000000000000",
+        "api_jwt_secret": DEMO_API_JWT_SECRET,
+        "api_demo_token": DEMO_API_TOKEN,
     }
     for name, value in files.items():
         path = secrets_dir / name

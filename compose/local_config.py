@@ -41,6 +41,9 @@ SECRET_HELP = {
     "openai_admin_key": "an OpenAI Admin API key (not a project key)",
     "recorder_db_password": "the password of the recorder's database role",
     "api_probe_token": "the bearer token the uptime probe sends to the API",
+    "api_db_password": "the password of the operator API's database role",
+    "api_jwt_secret": "the Supabase project's JWT secret (Settings → API), at least 32 bytes",
+    "api_grafana_token": "a bearer token of at least 32 characters for the Grafana machine caller",
 }
 
 
@@ -59,6 +62,7 @@ PARTS = {
     "vercel": Part("the Vercel exporter (API and drains)", config="vercel.yaml"),
     "supabase": Part("the Supabase exporter", config="supabase.yaml"),
     "billing": Part("the billing exporter", config="billing.yaml", folders=("invoices/supabase",)),
+    "api": Part("the operator API (/api/infrastructure/)", config="api.yaml"),
     "webhooks": Part(
         "deployment webhooks from Vercel and GitHub into the recorder",
         secrets=("vercel_webhook_secret", "github_webhook_secret"),
@@ -192,14 +196,16 @@ def check(stack: Stack) -> tuple[list[str], list[str]]:
         ], []
     problems = stack_secret_problems(stack)
     checked = [f"{_shown(local / 'secrets')}/ (stack secrets)"]
-    for name in ("uptime", "vercel", "supabase", "billing"):
+    # Each config by its own service; the API's command line names its command first.
+    commands = {"uptime": [], "vercel": [], "supabase": [], "billing": [], "api": ["serve"]}
+    for name, command in commands.items():
         path = local / f"{name}.yaml"
         if not path.exists():
             continue
         checked.append(_shown(path))
         program = services.by_name(name).program.argv()
         res = subprocess.run(
-            [*program, "--config.file", str(path), "--check-config"],
+            [*program, *command, "--config.file", str(path), "--check-config"],
             capture_output=True,
             text=True,
             cwd=ROOT,

@@ -146,6 +146,31 @@ def recorder(stack: Stack, service: Service) -> list[str]:
     return ["serve", *_serve(stack, service, config)]
 
 
+def api(stack: Stack, service: Service) -> list[str]:
+    """The operator API: config/local/api.yaml in real mode; in the DEMO on the stack's own
+    database (the recorder migrated it) and Alertmanager, with the demo ops machine caller."""
+    if stack.demo:
+        db = recorder_database(stack)
+        config = stack.generated / "api.yaml"
+        doc = demo.demo_api_config(
+            db.conninfo,
+            str(db.password_file) if db.password_file else None,
+            str(stack.secrets),
+            stack.url("ALERTMANAGER").rstrip("/"),
+            stack.url("RECORDER", "/runbooks"),
+        )
+        config.write_text(demo.dump(doc, "# DEMO: the operator API (compose/demo.py)\n"))
+    else:
+        config = stack.config_dir / "api.yaml"
+    check_output([*service.program.argv(), "serve", "--config.file", str(config), "--check-config"])
+    return ["serve", *_serve(stack, service, config)]
+
+
+def api_label(stack: Stack) -> str:
+    token = f"; ops token: {stack.secrets / 'api_demo_token'}" if stack.demo else ""
+    return f"operator API /api/infrastructure/ (openapi.json){token}"
+
+
 def recorder_label(stack: Stack) -> str:
     return f"recorder → PostgreSQL database {stack.recorder_db}"
 

@@ -144,6 +144,18 @@ SERVICES: tuple[Service, ...] = (
         # that a deploy is known before the alerts it may cause.
         scrapes=(Scrape("recorder", interval="15s"),),
     ),
+    # The operator API (after the recorder, which migrates the database it reads).
+    Service(
+        name="api",
+        program=Python("api"),
+        port=Port("WSINFRA_API_PORT", 19706, container=9706),
+        config=config.api,
+        ready="/-/ready",
+        label=config.api_label,
+        shown_path="/api/infrastructure/openapi.json",
+        scrapes=(Scrape("api"),),
+        enabled_when=config.demo_or_configured("api.yaml"),
+    ),
     Service(
         name="supabase",
         program=Python("exporters.supabase"),

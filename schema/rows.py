@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 SEVERITIES = ("info", "warning", "error", "critical")
 ENVIRONMENTS = ("production", "staging", "preview")
@@ -99,3 +100,21 @@ class RejectedAlert:
     reason: str
     detail: str
     alert: Any  # the alert as received, scrubbed of unstorable characters
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of infrastructure_audit_log: who did what to which row, before and after.
+
+    `actor_user_id` must be the caller's auth.uid(): the table's INSERT policy refuses anything
+    else. `actor_machine` names the machine token when `actor_kind` is 'machine'."""
+
+    actor_user_id: UUID
+    actor_kind: str  # 'jwt' or 'machine'
+    actor_machine: str | None
+    action: str
+    target_table: str
+    target_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None

@@ -9,11 +9,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import date
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from schema.rows import AlertRow, CostRow, DeploymentEvent, LatestDeployment, Notification
+from schema.rows import (
+    AlertRow,
+    AuditEntry,
+    CostRow,
+    DeploymentEvent,
+    LatestDeployment,
+    Notification,
+)
 
 _LOG_NOTIFICATION = """
 INSERT INTO alertmanager_notifications (receiver, group_key, status, truncated_alerts, alert_count, payload)
@@ -271,3 +279,101 @@ async def journal_position(conn: psycopg.AsyncConnection[Any], journal_id: str) 
     )
     row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+# --- The operator API's writes (api/): run as the caller, under row-level security ----------
+#
+# Each runs inside a transaction in which the API has done SET LOCAL ROLE authenticated and set
+# request.jwt.claims, so auth.uid() is the caller and the spec's policies decide. A row the
+# policies hide is not there for these statements: they return None, never raise.
+
+_LOCK_ALERT = """
+SELECT to_jsonb(a) FROM infrastructure_alerts AS a WHERE a.id = %s FOR UPDATE
+"""
+
+
+async def lock_alert(conn: psycopg.AsyncConnection[Any], alert_id: UUID) -> dict[str, Any] | None:
+    """The alert row as JSON, locked until the transaction ends (the `before` of a write); None
+    when there is no such row or the caller may not see it."""
+    cur = await conn.execute(_LOCK_ALERT, (alert_id,))
+    row = await cur.fetchone()
+    return None if row is None else dict(row[0])
+
+
+# The acknowledger is whoever the claims say (auth.uid()), not a value the API passes in.
+_ACKNOWLEDGE = """
+UPDATE infrastructure_alerts SET acknowledged_by = auth.uid(), acknowledged_at = now()
+WHERE id = %s AND resolved_at IS NULL
+RETURNING to_jsonb(infrastructure_alerts)
+"""
+
+
+async def acknowledge_alert(
+    conn: psycopg.AsyncConnection[Any], alert_id: UUID
+) -> dict[str, Any] | None:
+    """Mark an unresolved alert acknowledged by the caller; the row after, or None."""
+    cur = await conn.execute(_ACKNOWLEDGE, (alert_id,))
+    row = await cur.fetchone()
+    return None if row is None else dict(row[0])
+
+
+# resolved_at is set only when the alert has really ended (a manual incident the caller ends,
+# or a rule alert Alertmanager no longer has); otherwise the notes wait for the recorder, whose
+# upsert sets resolved_at when the resolution arrives and keeps resolved_by and the notes.
+_RESOLVE = """
+UPDATE infrastructure_alerts SET
+    resolved_by = auth.uid(),
+    resolution_notes = COALESCE(%(notes)s, resolution_notes),
+    resolved_at = CASE WHEN %(ended)s THEN now() ELSE resolved_at END
+WHERE id = %(id)s AND resolved_at IS NULL
+RETURNING to_jsonb(infrastructure_alerts)
+"""
+
+
+async def resolve_alert(
+    conn: psycopg.AsyncConnection[Any], alert_id: UUID, notes: str | None, *, ended: bool
+) -> dict[str, Any] | None:
+    """Record the caller's resolution (and the time, when `ended`); the row after, or None."""
+    cur = await conn.execute(_RESOLVE, {"id": alert_id, "notes": notes, "ended": ended})
+    row = await cur.fetchone()
+    return None if row is None else dict(row[0])
+
+
+# No RETURNING: that would also need the SELECT policy, which admits admins only.
+_AUDIT = """
+INSERT INTO infrastructure_audit_log (
+    actor_user_id, actor_kind, actor_machine, action, target_table, target_id, before, after,
+    request_id
+) VALUES (
+    %(actor_user_id)s, %(actor_kind)s, %(actor_machine)s, %(action)s, %(target_table)s,
+    %(target_id)s, %(before)s, %(after)s, %(request_id)s
+)
+"""
+
+
+async def append_audit(conn: psycopg.AsyncConnection[Any], entry: AuditEntry) -> None:
+    """Append to infrastructure_audit_log inside the caller's transaction (the write it
+    describes commits or rolls back with it)."""
+    params = asdict(entry)
+    params["before"] = None if entry.before is None else Jsonb(entry.before)
+    params["after"] = None if entry.after is None else Jsonb(entry.after)
+    await conn.execute(_AUDIT, params)
+
+
+# Machine callers (api machine_tokens) are users like any other for the policies: a row in
+# auth.users and a profile with their role. Run with the API's own login role, not as a caller.
+_MACHINE_USER = "INSERT INTO auth.users (id) VALUES (%s) ON CONFLICT (id) DO NOTHING"
+_MACHINE_PROFILE = """
+INSERT INTO user_profiles (user_id, role) VALUES (%s, %s)
+ON CONFLICT (user_id) DO UPDATE SET role = EXCLUDED.role
+WHERE user_profiles.role IS DISTINCT FROM EXCLUDED.role
+"""
+
+
+async def upsert_machine_users(
+    conn: psycopg.AsyncConnection[Any], users: list[tuple[UUID, str]]
+) -> None:
+    """Make each (user id, role) exist in auth.users and user_profiles, in one transaction."""
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.executemany(_MACHINE_USER, [(uid,) for uid, _ in users])
+        await cur.executemany(_MACHINE_PROFILE, users)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -193,7 +194,71 @@ def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
         f"\nalert latency: fired {fired_after:.1f}s after the fault, resolved {resolved_after:.1f}s after recovery"
     )
 
-    # 6. The report as the usage line and README advertise it: flags pass through to billing.
+    # 6. The operator API on the same stack: a manual incident routes, pages and is recorded
+    # like a rule's alert; the demo ops machine caller lists, acknowledges and resolves it.
+    token = (stack.run_dir_path / "demo" / "secrets" / "api_demo_token").read_text().strip()
+
+    def api(method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        req = urllib.request.Request(  # noqa: S310 - loopback
+            stack.url("API", "/api/infrastructure/alerts"),
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    status, posted = api(
+        "POST",
+        {
+            "alert_type": "ManualIncident",
+            "severity": "critical",
+            "service_name": "web",
+            "alert_title": "Checkout fails for some customers",
+            "alert_description": "Reported by support: card payments time out.",
+        },
+    )
+    assert status == 202, posted
+    wait_for(
+        "the manual incident in Slack",
+        lambda: [
+            m
+            for m in stack.messages()["slack"]
+            if m["text"].startswith("[CRITICAL] ManualIncident")
+        ],
+        timeout=60,
+    )
+
+    def listed() -> list[dict[str, Any]]:
+        code, doc = api("GET")
+        assert code == 200, doc
+        return [a for a in doc["active_alerts"] if a["alert_type"] == "ManualIncident"]
+
+    (incident,) = wait_for("the incident recorded and listed by the API", listed, timeout=60)
+    assert incident["alert_title"] == "Checkout fails for some customers"
+    status, acked = api("PUT", {"id": incident["id"], "action": "acknowledge", "notes": "on it"})
+    assert status == 200, acked
+    silences = get_json(stack.url("ALERTMANAGER", "/api/v2/silences"))
+    assert any(
+        s["status"]["state"] == "active"
+        and {
+            "name": "incident_id",
+            "value": posted["incident_id"],
+            "isRegex": False,
+            "isEqual": True,
+        }
+        in s["matchers"]
+        for s in silences
+    ), silences
+    status, resolved = api("PUT", {"id": incident["id"], "action": "resolve", "notes": "fixed"})
+    assert status == 200, resolved
+    assert resolved["state"] == "resolved"
+    assert not listed()
+
+    # 7. The report as the usage line and README advertise it: flags pass through to billing.
     month = datetime.now(UTC).strftime("%Y-%m")
     for args in (["--format", "json"], ["--month", month, "--format", "json"]):
         res = stack.wsinfra("report", *args)

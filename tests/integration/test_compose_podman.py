@@ -43,6 +43,7 @@ METRICS = {
     "supabase": (19704, "supabase_up"),
     "billing": (19705, "billing_up"),
     "recorder": (19700, "recorder_up"),
+    "api": (19706, "api_up"),
 }
 
 

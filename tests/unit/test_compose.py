@@ -371,24 +371,26 @@ def test_the_local_stack_runs_and_scrapes_what_its_mode_enables(tmp_path: Path) 
     demo = _stack(tmp_path / "demo")
     assert [s.name for s in demo.services] == [
         "platform", "sink", "supabase-api", "vercel-api", "billing-api", "uptime-us-east",
-        "uptime-eu-west", "vercel", "recorder", "supabase", "billing", "alertmanager", "prometheus",
+        "uptime-eu-west", "vercel", "recorder", "api", "supabase", "billing", "alertmanager",
+        "prometheus",
     ]  # fmt: skip
     assert jobs(demo) == [
-        "uptime", "vercel", "recorder", "supabase", "supabase-projects", "billing", "alertmanager",
-        "prometheus",
+        "uptime", "vercel", "recorder", "api", "supabase", "supabase-projects", "billing",
+        "alertmanager", "prometheus",
     ]  # fmt: skip
     real = _stack(tmp_path / "real", real=True)
     assert [s.name for s in real.services] == [
         "uptime", "recorder", "supabase", "alertmanager", "prometheus",
     ]  # fmt: skip
     assert jobs(real) == ["uptime", "recorder", "supabase", "alertmanager", "prometheus"]
-    # Vercel and billing join when their config exists; Supabase's projects with project_metrics.
-    for name in ("vercel.yaml", "billing.yaml"):
+    # Vercel, the API and billing join when their config exists; Supabase's projects with
+    # project_metrics.
+    for name in ("vercel.yaml", "billing.yaml", "api.yaml"):
         (tmp_path / "real" / "config" / name).write_text("{}\n")
     (tmp_path / "real" / "config" / "supabase.yaml").write_text("project_metrics: {}\n")
     real = _stack(tmp_path / "real", real=True)
     assert [s.name for s in real.services] == [
-        "uptime", "vercel", "recorder", "supabase", "billing", "alertmanager", "prometheus",
+        "uptime", "vercel", "recorder", "api", "supabase", "billing", "alertmanager", "prometheus",
     ]  # fmt: skip
     assert "supabase-projects" in jobs(real)
 

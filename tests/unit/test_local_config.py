@@ -239,3 +239,15 @@ def test_a_yaml_error_is_one_line_with_its_position_and_without_the_source(
         f"{local / 'uptime.yaml'}: not valid YAML: while parsing a flow sequence (line 1, "
         "column 10): expected ',' or ']', but got '<stream end>' (line 2, column 13)\n"
     )
+
+
+def test_init_with_api_writes_its_config_and_check_runs_the_apis_own_check(
+    local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stack_cli.main(["init", "--with", "api"]) == 0
+    names = {p.name for p in (local / "secrets").iterdir()}
+    assert {"api_jwt_secret", "api_db_password", "api_grafana_token"} <= names
+    capsys.readouterr()
+    assert stack_cli.main(["check"]) == 2
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "api.yaml" in ln]
+    assert any("auth.jwt_secret_file" in ln and "api_jwt_secret" in ln for ln in lines), lines

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from common.config import is_secret_field
 
-PACKAGES = ("common", "exporters", "recorder")
+PACKAGES = ("common", "exporters", "recorder", "api")
 # (module.Model, field) of `*_file` paths that are not secrets.
 NOT_SECRETS = {
     # Where the Vercel exporter remembers which deployments it counted: state it writes.
@@ -79,4 +79,6 @@ def test_the_known_secrets_are_seen() -> None:
         ("recorder.config.Webhooks", "alertmanager_token_file"),
         ("recorder.config.Webhooks", "vercel_secret_file"),
         ("recorder.config.Webhooks", "github_secret_file"),
+        ("api.config.Auth", "jwt_secret_file"),
+        ("api.config.MachineToken", "token_file"),
     } <= secrets

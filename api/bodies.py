@@ -1,0 +1,155 @@
+"""What the API accepts: JSON bodies (common.ingress's strict JSON into strict models) and query
+strings. Each problem is an ApiError with a 4xx and a reason; nothing here touches a database.
+
+Status per kind of problem, the same for every endpoint:
+  400 invalid_json            not JSON (syntax, NaN, nesting beyond 32 levels)
+  413 too_large               over max_body_bytes
+  415 unsupported_media_type  not application/json
+  422 invalid_request         JSON, but the wrong shape: unknown field, wrong type, value out of
+                              its enum or length, an unstorable string, an unknown or repeated
+                              query parameter
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+from uuid import UUID
+
+from aiohttp import web
+from multidict import MultiMapping
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from api.errors import ApiError
+from common.ingress import (
+    BadRequest,
+    find_bad_string,
+    may_hold_bad_strings,
+    require_content_type,
+    strict_json,
+)
+from schema.rows import ENVIRONMENTS
+
+B = TypeVar("B", bound="Body")
+
+# At least one character that is not white space: a title of spaces says nothing on a page.
+_TEXT = r"\S"
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# A description or note is prose, not a document: long enough for a paragraph of findings.
+MAX_TEXT = 10_000
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_TEXT)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=_TEXT)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=_TEXT)]
+
+
+class Body(BaseModel):
+    """A request body: unknown fields refused, no type coercion (a "3" is not a 3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class CreateAlertRequest(Body):
+    """The spec's CreateAlertRequest. Lengths are infrastructure_alerts' column widths."""
+
+    alert_type: Name
+    # SEVERITIES (schema.rows), the column's CHECK.
+    severity: Literal["info", "warning", "error", "critical"]
+    service_name: Name
+    alert_title: Title
+    alert_description: Text
+    metric_threshold: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    alert_rule: dict[str, Any] | None = None
+
+
+class AlertActionRequest(Body):
+    """PUT /alerts: acknowledge or resolve one alert (infrastructure_alerts.id)."""
+
+    id: Annotated[str, StringConstraints(pattern=_UUID)]
+    action: Literal["acknowledge", "resolve"]
+    notes: Annotated[str, StringConstraints(max_length=MAX_TEXT)] | None = None
+
+    @property
+    def alert_id(self) -> UUID:
+        return UUID(self.id)
+
+
+def _invalid(reason: str) -> ApiError:
+    return ApiError("invalid_request", reason)
+
+
+async def read_body(request: web.Request, model: type[B], max_bytes: int) -> B:
+    try:
+        require_content_type(request, "application/json")
+        if request.content_length is not None and request.content_length > max_bytes:
+            raise BadRequest("too_large", f"body over {max_bytes} bytes", 413)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise BadRequest("too_large", f"body over {max_bytes} bytes", 413) from None
+        doc = strict_json(body)
+    except BadRequest as exc:
+        raise ApiError(exc.reason, exc.detail) from None
+    if not isinstance(doc, dict):
+        raise _invalid("the body must be a JSON object")
+    why = may_hold_bad_strings(body) and find_bad_string(doc)
+    if why:
+        raise _invalid(why)
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise _invalid(describe(exc)) from None
+
+
+def describe(exc: ValidationError, limit: int = 5) -> str:
+    """`field: problem; …` for the first few errors, never echoing the input."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "(body)"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{where}: {msg}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _query(query: MultiMapping[str], allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query as {name: value}; an unknown or repeated parameter is a 422."""
+    unknown = sorted({k for k in query if k not in allowed})
+    if unknown:
+        names = ", ".join(repr(k[:40]) for k in unknown[:5])
+        accepted = ", ".join(allowed) or "none"
+        raise _invalid(f"unknown query parameter {names} (accepted: {accepted})")
+    out = {}
+    for key in allowed:
+        values = query.getall(key, [])
+        if len(values) > 1:
+            raise _invalid(f"query parameter {key} given more than once")
+        if values:
+            out[key] = values[0]
+    return out
+
+
+def no_query(request: web.Request) -> None:
+    _query(request.query, ())
+
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+def deployments_query(request: web.Request) -> tuple[str | None, int]:
+    """(environment or None, limit) of GET /deployments."""
+    q = _query(request.query, ("environment", "limit"))
+    environment = q.get("environment")
+    if environment is not None and environment not in ENVIRONMENTS:
+        raise _invalid(f"environment must be one of {', '.join(ENVIRONMENTS)}")
+    text = q.get("limit")
+    limit = DEFAULT_LIMIT
+    if text is not None:
+        # The length first: int() of a 5,000-digit string raises (and costs) before any compare.
+        if not (
+            len(text) <= 3 and text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT
+        ):
+            raise _invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+        limit = int(text)
+    return environment, limit

@@ -1,0 +1,161 @@
+"""The operator API's config file: the database, how callers are authenticated, Alertmanager."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from pydantic import AfterValidator, Field, model_validator
+
+from common.config import ConfigError, SecretFile, Strict, read_secret_files
+from common.durations import Duration
+from common.postgres import PgConnection
+
+# The roles of the spec's user_profiles a machine caller may be given ('user' is for people).
+MachineRole = Literal["admin", "developer", "ops", "finance"]
+
+# HS256 with a shorter key is guessable offline from one token; PyJWT calls it insecure too.
+MIN_JWT_SECRET_BYTES = 32
+# A machine token is a password that never expires: long enough that guessing is hopeless.
+MIN_MACHINE_TOKEN_CHARS = 32
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class Database(PgConnection):
+    """The API's database (common.postgres). Its login role needs only membership in
+    `authenticated` (GRANT authenticated TO <role>), because every query runs after
+    SET LOCAL ROLE authenticated, as Supabase's own API does; with machine_tokens it also needs
+    to upsert the machine users (docs/operator-api.md lists the grants)."""
+
+
+class Auth(Strict):
+    # The Supabase project's JWT secret (Settings → API → JWT secret): HS256 session tokens
+    # are verified with it. At least 32 bytes.
+    jwt_secret_file: SecretFile
+    # The project's JWKS (https://<ref>.supabase.co/auth/v1/.well-known/jwks.json) for projects
+    # on asymmetric signing keys (RS256, ES256). Unset: only HS256 tokens are accepted.
+    jwks_url: HttpUrl | None = None
+    # How long fetched keys are used before they are fetched again.
+    jwks_cache_ttl: Duration = 600.0
+    # A token naming a key we do not have makes us fetch the JWKS again (a key rotation), but
+    # never more often than this: a stream of forged kids must not become a stream of fetches.
+    jwks_min_refetch_interval: Duration = 30.0
+    jwks_timeout: Duration = 5.0
+    # Supabase session tokens carry aud "authenticated".
+    audience: str = "authenticated"
+    # Supabase's issuer is https://<ref>.supabase.co/auth/v1; required so that a token of
+    # another project signed with a leaked or shared secret is refused.
+    issuer: Annotated[str, Field(min_length=1)]
+    # Clock skew tolerated on exp/nbf/iat.
+    leeway: Duration = 30.0
+
+
+class MachineToken(Strict):
+    # Shown in the audit log (actor_machine) and in silences it creates.
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    # The bearer token the machine presents (at least 32 characters).
+    token_file: SecretFile
+    # Its role in user_profiles: what the spec's policies then let it see and do.
+    role: MachineRole
+    # Its user id (auth.users.id); made to exist with that role when the API starts.
+    user_id: UUID
+
+
+class ApiConfig(Strict):
+    database: Database
+    auth: Auth
+    machine_tokens: tuple[MachineToken, ...] = ()
+    # Where manual incidents are posted and acknowledgements become silences (API v2).
+    alertmanager_url: HttpUrl
+    alertmanager_timeout: Duration = 5.0
+    # How long the silence an acknowledgement creates lasts; ack again to extend it.
+    ack_ttl: Duration = 4 * 3600.0
+    # A manual incident fires until it is resolved through the API, or at most this long
+    # (Alertmanager needs an end; a forgotten incident must not page forever).
+    incident_max_duration: Duration = 7 * 86400.0
+    # The runbook pages (the recorder serves them at /runbooks/); a manual incident links to
+    # <runbook_base_url>/ManualIncident.md#manualincident. The default is the local stack's.
+    runbook_base_url: HttpUrl = "http://127.0.0.1:19700/runbooks"
+    # Largest request body accepted (413 above it); the API's bodies are a few hundred bytes.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+
+    @model_validator(mode="after")
+    def _machines_distinct(self) -> ApiConfig:
+        names = [m.name for m in self.machine_tokens]
+        users = [m.user_id for m in self.machine_tokens]
+        if len(set(names)) != len(names):
+            raise ValueError("machine_tokens: names must be unique")
+        if len(set(users)) != len(users):
+            raise ValueError("machine_tokens: user_id must be unique (one role per user)")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """A machine caller as the API uses it: the token to compare, the user it acts as."""
+
+    name: str
+    token: bytes
+    role: str
+    user_id: UUID
+
+    def __repr__(self) -> str:
+        return f"Machine({self.name!r}, role={self.role!r}, token=<redacted>)"
+
+
+class Secrets:
+    """Secret values read once at start; repr never shows them."""
+
+    __slots__ = ("jwt_secret", "machines")
+
+    def __init__(self, jwt_secret: bytes, machines: tuple[Machine, ...] = ()) -> None:
+        self.jwt_secret = jwt_secret
+        self.machines = machines
+
+    @classmethod
+    def read(cls, cfg: ApiConfig, path: Path) -> Secrets:
+        """Every secret file `cfg` names, read and checked now (a ConfigError lists each bad
+        one with its key). The database password is re-read at each connection."""
+        return cls.from_values(cfg, read_secret_files(cfg, path), path)
+
+    @classmethod
+    def from_values(cls, cfg: ApiConfig, values: dict[str, str], path: Path) -> Secrets:
+        """The secrets from read_secret_files' {dotted key: value}, checked for strength."""
+        problems = []
+        secret = values["auth.jwt_secret_file"].encode()
+        if len(secret) < MIN_JWT_SECRET_BYTES:
+            problems.append(
+                f"auth.jwt_secret_file: the secret in {cfg.auth.jwt_secret_file} is shorter than "
+                f"{MIN_JWT_SECRET_BYTES} bytes (Supabase's JWT secrets are longer)"
+            )
+        machines = []
+        for i, m in enumerate(cfg.machine_tokens):
+            token = values[f"machine_tokens[{i}].token_file"]
+            if len(token) < MIN_MACHINE_TOKEN_CHARS or any(c.isspace() for c in token):
+                problems.append(
+                    f"machine_tokens[{i}].token_file: the token in {m.token_file} must be at "
+                    f"least {MIN_MACHINE_TOKEN_CHARS} characters without spaces"
+                )
+            machines.append(Machine(m.name, token.encode(), m.role, m.user_id))
+        if len({m.token for m in machines}) != len(machines):
+            problems.append("machine_tokens: two machines share a token")
+        if problems:
+            raise ConfigError(path, problems)
+        return cls(secret, tuple(machines))
+
+    def __repr__(self) -> str:
+        return "Secrets(<redacted>)"
