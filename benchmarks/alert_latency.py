@@ -302,6 +302,7 @@ def main() -> int:
     fire: dict[str, list[float | None]] = {"ours": [], "baseline": []}
     resolve: dict[str, list[float | None]] = {"ours": [], "baseline": []}
     false_alerts = {"ours": 0, "baseline": 0}
+    false_titles: dict[str, list[str]] = {"ours": [], "baseline": []}
     for rep in range(args.reps):
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -323,6 +324,12 @@ def main() -> int:
                     flap(ours.control, args.flap_seconds, rng)
                     time.sleep(75)  # anything the flapping set off has had time to arrive
                     false_alerts = {n: len(s.messages()) - before[n] for n, s in sources.items()}
+                    # Name them: a false alert is only worth its count if we know which rule.
+                    for n, s in sources.items():
+                        for m in s.messages()[before[n] :]:
+                            title = m["text"].splitlines()[0][:120]
+                            false_titles[n].append(title)
+                            print(f"false alert ({n}): {title}", file=sys.stderr)
                 time.sleep(rng.uniform(0, 15))  # do not phase-lock the fault to scrape intervals
                 since = {n: len(s.messages()) for n, s in sources.items()}
                 set_mode(ours.control, "down")
@@ -361,6 +368,9 @@ def main() -> int:
             if real:
                 print(f"{what:8} {n:8} seconds {figure(real).show()}")
     print(f"false_alerts ours={false_alerts['ours']} baseline={false_alerts['baseline']}")
+    for n in ("ours", "baseline"):
+        for title in false_titles[n]:
+            print(f"false_alert {n}: {title}")
     o, b = median(fire["ours"]), median(fire["baseline"])
     print(f"alert_latency_seconds ours={o:.1f} baseline={b:.1f} ratio={o / b:.2f}")
     return 0
