@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from api.app import make_app
 from api.config import ApiConfig, Secrets
-from common.cli import ListenError, add_common_flags, format_address, load_for_cli, run, serve
+from common.cli import add_common_flags, check_or_serve, load_for_cli
 from common.logging import configure
 
 log = logging.getLogger("api")
@@ -42,15 +41,4 @@ def main(argv: list[str] | None = None) -> int:
     if loaded is None:
         return 2
     cfg, secrets = loaded
-    text = summary(cfg, secrets)
-    if args.check_config:
-        print(f"{args.config}: OK ({text})")
-        return 0
-    host, port = args.listen
-    log.info("config loaded", extra={"summary": text, "listen": format_address(host, port)})
-    try:
-        run(serve(lambda: make_app(cfg, secrets), host, port, log))
-    except ListenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return check_or_serve(args, cfg, secrets, summary, make_app, log)

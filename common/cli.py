@@ -161,6 +161,20 @@ def exporter_main(
     if loaded is None:
         return 2
     cfg, extra = loaded
+    return check_or_serve(args, cfg, extra, summary, make_app, log, **runner_kwargs)
+
+
+def check_or_serve(
+    args: argparse.Namespace,
+    cfg: M,
+    extra: T,
+    summary: Callable[[M, T], str],
+    make_app: Callable[[M, T], web.Application],
+    log: logging.Logger,
+    **runner_kwargs: Any,
+) -> int:
+    """A loaded service's last step: with --check-config say OK and exit 0, otherwise serve on
+    --web.listen-address until stopped (exit 2 when the address cannot be bound)."""
     text = summary(cfg, extra)
     if args.check_config:
         print(f"{args.config}: OK ({text})")

@@ -68,28 +68,17 @@ class Stack:
         self.run_dir = tmp / "run"
         self.env, self.ports = isolated_env(tmp)
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "compose.stack", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+            argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120, check=False
         )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self._run([sys.executable, "-m", "compose.stack", *args])
 
     def wsinfra(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`./wsinfra ARGS` itself (the entry point a user types), against this stack."""
-        return subprocess.run(
-            [str(ROOT / "wsinfra"), *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return self._run([str(ROOT / "wsinfra"), *args])
 
     @property
     def config_dir(self) -> Path:
