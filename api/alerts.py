@@ -138,7 +138,7 @@ async def _alertmanager(services: Services, call: Awaitable[T]) -> T:
         raise ApiError(code, f"Alertmanager: {exc.reason}; nothing was changed") from None
 
 
-async def _undo(services: Services, what: str, undo: Callable[[], Awaitable[object]]) -> None:
+async def take_back(services: Services, what: str, undo: Callable[[], Awaitable[object]]) -> None:
     """Take back an Alertmanager action whose database commit failed (see the module doc)."""
     try:
         await undo()
@@ -244,7 +244,7 @@ async def create_alert(request: web.Request) -> web.Response:
             )
     except BaseException:
         if undo is not None:
-            await _undo(services, "post manual incident", undo)
+            await take_back(services, "post manual incident", undo)
         raise
     return web.json_response(
         {"incident_id": str(incident_id), "status": "posted", "labels": alert["labels"]},
@@ -262,7 +262,7 @@ async def _refusal(conn: psycopg.AsyncConnection[Any]) -> ApiError:
     return ApiError("forbidden", "row-level security does not let you change alerts")
 
 
-def _labels(row: dict[str, Any]) -> dict[str, str]:
+def alert_labels(row: dict[str, Any]) -> dict[str, str]:
     """The Alertmanager labels the recorder kept in alert_rule (empty for a row from elsewhere)."""
     rule = row.get("alert_rule")
     labels = rule.get("labels") if isinstance(rule, dict) else None
@@ -333,7 +333,7 @@ async def _acknowledge(
             after = await writes.acknowledge_alert(conn, req.alert_id)
             if after is None:
                 raise await _refusal(conn)
-            labels = _labels(before)
+            labels = alert_labels(before)
             extra: dict[str, Any] = {}
             if labels:
                 now = datetime.now(UTC)
@@ -353,7 +353,7 @@ async def _acknowledge(
             )
     except BaseException:
         if undo is not None:
-            await _undo(services, "create acknowledgement silence", undo)
+            await take_back(services, "create acknowledgement silence", undo)
         raise
     return _action_response("acknowledge", "acknowledged", after, silence_id, ends)
 
@@ -380,11 +380,7 @@ def _silence(
 async def _resolve(
     request: web.Request, services: Services, who: Identity, req: AlertActionRequest
 ) -> web.Response:
-    """Record who resolved it and their notes. Whether the alert has ended is not the caller's
-    word: a manual incident ends now (and in Alertmanager); a rule alert that Alertmanager still
-    has firing keeps resolved_at empty (the recorder sets it when the rule stops firing); a rule
-    alert Alertmanager no longer has, or a row that never came from Alertmanager, ends now."""
-    am = services.alertmanager
+    """Record who resolved it and their notes; whether it has ended is resolve_locked's call."""
     undo: Callable[[], Awaitable[object]] | None = None
     try:
         async with services.db.as_caller(who) as conn:
@@ -393,37 +389,61 @@ async def _resolve(
                 raise await _refusal(conn)
             if before.get("resolved_at") is not None:
                 raise ApiError("already_resolved", "the alert is already resolved")
-            labels = _labels(before)
-            manual = _is_manual(labels)
-            if manual or not labels:
-                ended = True
-            else:
-                ended = not await _alertmanager(services, am.firing(labels))
-            after = await writes.resolve_alert(conn, req.alert_id, req.notes, ended=ended)
-            if after is None:
+            resolution = await resolve_locked(services, conn, req.alert_id, before, req.notes)
+            if resolution is None:
                 raise await _refusal(conn)
-            if manual:
-                now = datetime.now(UTC)
-                rule = before.get("alert_rule")
-                annotations = rule.get("annotations") if isinstance(rule, dict) else None
-                alert = {
-                    "labels": labels,
-                    "annotations": annotations if isinstance(annotations, dict) else {},
-                    "startsAt": _row_time(before.get("triggered_at")) or rfc3339(now),
-                }
-                await _alertmanager(services, am.post_alerts([{**alert, "endsAt": rfc3339(now)}]))
-                refire = {
-                    **alert,
-                    "endsAt": rfc3339(
-                        now + timedelta(seconds=services.settings.incident_max_duration)
-                    ),
-                }
-                undo = lambda: am.post_alerts([refire])  # noqa: E731
+            after, ended, undo = resolution
             await writes.append_audit(
                 conn, _audit(request, who, "alert.resolve", str(req.id), before, after)
             )
     except BaseException:
         if undo is not None:
-            await _undo(services, "end manual incident", undo)
+            await take_back(services, "end manual incident", undo)
         raise
     return _action_response("resolve", "resolved" if ended else "still_firing", after)
+
+
+Undo = Callable[[], Awaitable[object]]
+
+
+async def resolve_locked(
+    services: Services,
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: UUID,
+    before: dict[str, Any],
+    notes: str | None,
+    *,
+    by: UUID | None = None,
+) -> tuple[dict[str, Any], bool, Undo | None] | None:
+    """Resolve an unresolved alert the caller has locked (`before`): resolved_by (the caller, or
+    `by`) and the notes always; resolved_at only if the alert has ended. Whether it has is not
+    the resolver's word: a manual incident ends now (and in Alertmanager); a rule alert that
+    Alertmanager still has firing keeps resolved_at empty (the recorder sets it when the rule
+    stops firing); a rule alert Alertmanager no longer has, or a row that never came from
+    Alertmanager, ends now. Returns (the row after, ended, how to take back what Alertmanager
+    was told), or None when the row is not there for the caller. An Alertmanager failure is an
+    ApiError (502/503), with nothing done in Alertmanager."""
+    am = services.alertmanager
+    labels = alert_labels(before)
+    manual = _is_manual(labels)
+    ended = manual or not labels or not await _alertmanager(services, am.firing(labels))
+    after = await writes.resolve_alert(conn, alert_id, notes, ended=ended, by=by)
+    if after is None:
+        return None
+    undo: Undo | None = None
+    if manual:
+        now = datetime.now(UTC)
+        rule = before.get("alert_rule")
+        annotations = rule.get("annotations") if isinstance(rule, dict) else None
+        alert = {
+            "labels": labels,
+            "annotations": annotations if isinstance(annotations, dict) else {},
+            "startsAt": _row_time(before.get("triggered_at")) or rfc3339(now),
+        }
+        await _alertmanager(services, am.post_alerts([{**alert, "endsAt": rfc3339(now)}]))
+        refire = {
+            **alert,
+            "endsAt": rfc3339(now + timedelta(seconds=services.settings.incident_max_duration)),
+        }
+        undo = lambda: am.post_alerts([refire])  # noqa: E731
+    return after, ended, undo

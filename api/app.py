@@ -2,8 +2,9 @@
 errors as JSON, request counting), the OpenAPI document, health, readiness and metrics.
 
 Status contract: 200/202 done; 400/413/415/422 bad input (api/bodies.py); 401 no or bad
-credentials (with WWW-Authenticate); 403 row-level security refused the write; 404 no such row
-for a caller allowed to write it; 409 the alert is already resolved; 502/503 Alertmanager, the
+credentials (with WWW-Authenticate; at the PagerDuty webhook, no or a bad signature, without);
+403 row-level security refused the write; 404 no such row for a caller allowed to write it (or
+PagerDuty webhooks not configured); 409 the alert is already resolved; 502/503 Alertmanager, the
 database or the JWKS is not answering, and nothing was written. Every error body is
 {"error": <closed code>, "reason": <text>}; no answer is a traceback.
 """
@@ -25,14 +26,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import PoolTimeout
 
-from api import alerts, deployments
+from api import alerts, deployments, pagerduty
 from api.alertmanager import Alertmanager
 from api.auth import Authenticator, JwksCache
 from api.config import ApiConfig, Secrets
 from api.db import Database
 from api.errors import ApiError
 from api.metrics import UNMATCHED, Metrics, method_label
-from api.state import REQUEST_ID, SERVICES, Services, Settings
+from api.state import REQUEST_ID, SERVICES, PagerDutySettings, Services, Settings
 from common.web import healthy
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ async def ready(request: web.Request) -> web.Response:
         return web.Response(text="OK\n")
     return web.Response(
         status=503,
-        text="database unreachable, not migrated (0008), or machine users not yet set up\n",
+        text="database unreachable, not migrated (0009), or machine users not yet set up\n",
     )
 
 
@@ -148,6 +149,19 @@ async def provision_until_done(services: Services, max_delay: float = 30.0) -> N
             return
         await asyncio.sleep(delay)
         delay = min(delay * 2, max_delay)
+
+
+def _pagerduty(cfg: ApiConfig, secrets: Secrets) -> PagerDutySettings | None:
+    if cfg.pagerduty is None or secrets.pagerduty_secret is None:
+        return None
+    # The config validator made sure the machine is a machine_tokens entry.
+    (machine,) = [m for m in secrets.machines if m.name == cfg.pagerduty.machine]
+    return PagerDutySettings(
+        secret=secrets.pagerduty_secret,
+        machine=machine,
+        route_keys=cfg.pagerduty.route_keys,
+        responders=dict(cfg.pagerduty.responders),
+    )
 
 
 def make_app(cfg: ApiConfig, secrets: Secrets, *, openapi_path: Path = OPENAPI) -> web.Application:
@@ -184,6 +198,7 @@ def make_app(cfg: ApiConfig, secrets: Secrets, *, openapi_path: Path = OPENAPI) 
         ),
         machines=secrets.machines,
         machines_provisioned=not secrets.machines,
+        pagerduty=_pagerduty(cfg, secrets),
     )
     app[SERVICES] = services
     app[REGISTRY] = registry
@@ -206,6 +221,7 @@ def make_app(cfg: ApiConfig, secrets: Secrets, *, openapi_path: Path = OPENAPI) 
     app.router.add_post(f"{PREFIX}/alerts", alerts.create_alert)
     app.router.add_put(f"{PREFIX}/alerts", alerts.update_alert)
     app.router.add_get(f"{PREFIX}/deployments", deployments.list_deployments)
+    app.router.add_post(f"{PREFIX}/webhooks/pagerduty", pagerduty.webhook)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)

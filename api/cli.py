@@ -17,9 +17,10 @@ DEFAULT_PORT = 9706
 
 def summary(cfg: ApiConfig, secrets: Secrets) -> str:
     keys = "HS256" + (f" + JWKS {cfg.auth.jwks_url}" if cfg.auth.jwks_url else "")
+    pager = "" if cfg.pagerduty is None else f", PagerDuty webhooks as {cfg.pagerduty.machine}"
     return (
         f"auth {keys}, issuer {cfg.auth.issuer}, {len(secrets.machines)} machine token(s), "
-        f"alertmanager {cfg.alertmanager_url}"
+        f"alertmanager {cfg.alertmanager_url}{pager}"
     )
 
 

@@ -21,6 +21,8 @@ MachineRole = Literal["admin", "developer", "ops", "finance"]
 MIN_JWT_SECRET_BYTES = 32
 # A machine token is a password that never expires: long enough that guessing is hopeless.
 MIN_MACHINE_TOKEN_CHARS = 32
+# A webhook signing secret shorter than this is a typo or a placeholder, not PagerDuty's.
+MIN_WEBHOOK_SECRET_CHARS = 16
 
 
 def _http_url(value: str) -> str:
@@ -64,9 +66,17 @@ class Auth(Strict):
     leeway: Duration = 30.0
 
 
+# A PagerDuty object id (users are like PLH1HKV).
+PagerDutyId = Annotated[str, Field(pattern=r"^[A-Z0-9]{1,64}$")]
+# Enough of an email to look an account up by; auth.users decides whether one has it.
+Email = Annotated[str, Field(pattern=r"^[^@\s]{1,200}@[^@\s]{1,200}$")]
+# A machine caller's name (audit log, silences, pagerduty.machine).
+MachineName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
 class MachineToken(Strict):
     # Shown in the audit log (actor_machine) and in silences it creates.
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    name: MachineName
     # The bearer token the machine presents (at least 32 characters).
     token_file: SecretFile
     # Its role in user_profiles: what the spec's policies then let it see and do.
@@ -75,10 +85,41 @@ class MachineToken(Strict):
     user_id: UUID
 
 
+# What Alertmanager's own committed routing tree (alertmanager/alertmanager.yml) pages with: the
+# `critical` route, child of the root, matching severity="critical".
+DEFAULT_PAGER_ROUTE_KEYS = ('{}/{severity="critical"}',)
+
+
+class PagerDutyWebhooks(Strict):
+    """PagerDuty v3 webhooks at POST /api/infrastructure/webhooks/pagerduty (docs/operator-api.md,
+    "Acknowledgements from PagerDuty")."""
+
+    # The webhook subscription's signing secret (PagerDuty shows it once, when the subscription
+    # is created); every delivery's X-PagerDuty-Signature is checked against it.
+    webhook_secret_file: SecretFile
+    # The machine_tokens entry whose user acts for PagerDuty: the writes run as that user under
+    # row-level security (so its role must be one the alerts policy lets write: ops, developer
+    # or admin), and the audit log names it as the actor. Give it its own entry and user id.
+    machine: MachineName
+    # Alertmanager's route key (Route.Key() in its dispatch/route.go: the parent's key, "/", the
+    # route's matchers) of each route whose receiver has a pagerduty_config. Alertmanager sends
+    # PagerDuty dedup_key = sha256(<route key>:<group labels>); the API recomputes it from the
+    # group keys the recorder stored. The default is the committed alertmanager.yml's.
+    route_keys: Annotated[tuple[str, ...], Field(min_length=1)] = DEFAULT_PAGER_ROUTE_KEYS
+    # PagerDuty user id -> the email of that person's account here (auth.users). A v3 payload
+    # names who acted only by PagerDuty user id and display name, never by email; a responder
+    # found here (and in auth.users) is recorded as acknowledged_by/resolved_by, anyone else as
+    # the machine's user, with the PagerDuty name and id in the audit log.
+    responders: dict[PagerDutyId, Email] = Field(default_factory=dict)
+
+
 class ApiConfig(Strict):
     database: Database
     auth: Auth
     machine_tokens: tuple[MachineToken, ...] = ()
+    # Acknowledgements and resolutions from PagerDuty (v3 webhooks). Unset: the webhook answers
+    # 404.
+    pagerduty: PagerDutyWebhooks | None = None
     # Where manual incidents are posted and acknowledgements become silences (API v2).
     alertmanager_url: HttpUrl
     alertmanager_timeout: Duration = 5.0
@@ -101,6 +142,11 @@ class ApiConfig(Strict):
             raise ValueError("machine_tokens: names must be unique")
         if len(set(users)) != len(users):
             raise ValueError("machine_tokens: user_id must be unique (one role per user)")
+        if self.pagerduty is not None and self.pagerduty.machine not in names:
+            raise ValueError(
+                f"pagerduty.machine: {self.pagerduty.machine!r} is not the name of a "
+                "machine_tokens entry"
+            )
         return self
 
 
@@ -120,11 +166,17 @@ class Machine:
 class Secrets:
     """Secret values read once at start; repr never shows them."""
 
-    __slots__ = ("jwt_secret", "machines")
+    __slots__ = ("jwt_secret", "machines", "pagerduty_secret")
 
-    def __init__(self, jwt_secret: bytes, machines: tuple[Machine, ...] = ()) -> None:
+    def __init__(
+        self,
+        jwt_secret: bytes,
+        machines: tuple[Machine, ...] = (),
+        pagerduty_secret: bytes | None = None,
+    ) -> None:
         self.jwt_secret = jwt_secret
         self.machines = machines
+        self.pagerduty_secret = pagerduty_secret
 
     @classmethod
     def read(cls, cfg: ApiConfig, path: Path) -> Secrets:
@@ -153,9 +205,19 @@ class Secrets:
             machines.append(Machine(m.name, token.encode(), m.role, m.user_id))
         if len({m.token for m in machines}) != len(machines):
             problems.append("machine_tokens: two machines share a token")
+        pagerduty = None
+        if cfg.pagerduty is not None:
+            value = values["pagerduty.webhook_secret_file"]
+            if len(value) < MIN_WEBHOOK_SECRET_CHARS or any(c.isspace() for c in value):
+                problems.append(
+                    f"pagerduty.webhook_secret_file: the secret in "
+                    f"{cfg.pagerduty.webhook_secret_file} must be at least "
+                    f"{MIN_WEBHOOK_SECRET_CHARS} characters without spaces (PagerDuty's are longer)"
+                )
+            pagerduty = value.encode()
         if problems:
             raise ConfigError(path, problems)
-        return cls(secret, tuple(machines))
+        return cls(secret, tuple(machines), pagerduty)
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"

@@ -32,8 +32,9 @@ from schema import writes
 
 log = logging.getLogger(__name__)
 
-# The table migration 0008 adds; the API cannot audit (so cannot write) without it.
-REQUIRED_TABLE = "public.infrastructure_audit_log"
+# The table of the newest migration the API needs (0009, PagerDuty webhooks; 0008's audit log
+# before it, without which the API cannot write at all).
+REQUIRED_TABLE = "public.pagerduty_webhook_events"
 
 
 class Database:
@@ -72,7 +73,7 @@ class Database:
             yield conn
 
     async def ready(self) -> bool:
-        """Reachable, and migrated far enough for the API (the audit log exists)."""
+        """Reachable, and migrated far enough for the API (REQUIRED_TABLE exists)."""
         try:
             # Short: a probe or a scrape must answer while the database is away.
             async with self.pool.connection(timeout=min(2.0, self.cfg.acquire_timeout)) as conn:

@@ -25,6 +25,9 @@ STATUS = {
     "unsupported_algorithm": 401,
     "unknown_key": 401,
     "not_a_user": 401,
+    # 401 at the PagerDuty webhook: no X-PagerDuty-Signature, or none that verifies.
+    "missing_signature": 401,
+    "invalid_signature": 401,
     # 403/404/409: the database's row-level security, or the row's state, says no.
     "forbidden": 403,
     "not_found": 404,

@@ -24,6 +24,16 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Methods outside this set are counted as "other": a client must not be able to mint labels.
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+# The outcome label of api_pagerduty_webhooks_total: its whole value set.
+PAGERDUTY_OUTCOMES = (
+    "applied",
+    "unmatched",
+    "duplicate",
+    "ignored",
+    "unauthorized",
+    "invalid",
+    "failed",
+)
 # The route label of a request no route matched.
 UNMATCHED = "unmatched"
 
@@ -56,6 +66,19 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.pagerduty_webhooks = Counter(
+            "api_pagerduty_webhooks",
+            "PagerDuty v3 webhook deliveries, by outcome: applied (written to matched alerts), "
+            "unmatched (no active alert of the incident), duplicate (event already processed), "
+            "ignored (an event type not acted on), unauthorized (unsigned, a bad signature, or "
+            "webhooks not configured), "
+            "invalid (a body that cannot be used), failed (database or Alertmanager trouble; "
+            "PagerDuty retries).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in PAGERDUTY_OUTCOMES:
+            self.pagerduty_webhooks.labels(outcome)
         for reason in REASONS:
             self.rejected.labels(reason)
         for op in OPERATIONS:

@@ -3,7 +3,8 @@ the authenticator, the metrics and the settings; and `caller`, every handler's f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -23,6 +24,17 @@ class Settings:
     max_body_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class PagerDutySettings:
+    """The PagerDuty v3 webhook's settings (api.config.PagerDutyWebhooks, secret read)."""
+
+    secret: bytes = field(repr=False)
+    machine: Machine
+    route_keys: tuple[str, ...]
+    # PagerDuty user id -> email of the account here.
+    responders: Mapping[str, str]
+
+
 @dataclass(slots=True)
 class Services:
     db: Database
@@ -31,6 +43,8 @@ class Services:
     metrics: Metrics
     settings: Settings
     machines: tuple[Machine, ...] = ()
+    # None: PagerDuty webhooks are not configured (the webhook answers 404).
+    pagerduty: PagerDutySettings | None = None
     # Set once the machine users exist in the database (api.app provisions them at start);
     # until then a machine caller would silently see nothing, so it is answered 503 instead.
     machines_provisioned: bool = False

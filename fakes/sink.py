@@ -46,8 +46,27 @@ def make_sink(
                     for m in request.app[SLACK].messages
                 ],
                 "pagerduty": [
-                    {"received_at": e.received_at, "event": e.event}
+                    {
+                        "received_at": e.received_at,
+                        "event": e.event,
+                        "dedup_key": e.dedup_key,
+                        "incident_id": e.incident_id,
+                    }
                     for e in request.app[PAGER].events
+                ],
+                # What python -m fakes.pagerduty_webhooks acts on.
+                "pagerduty_incidents": [
+                    {
+                        "id": i.id,
+                        "number": i.number,
+                        "incident_key": i.incident_key,
+                        "title": i.title,
+                        "status": i.status,
+                        "created_at": i.created_at.isoformat(),
+                        "urgency": i.urgency,
+                        "assignees": i.assignees,
+                    }
+                    for i in request.app[PAGER].incidents
                 ],
             }
         )
@@ -55,6 +74,7 @@ def make_sink(
     async def clear(request: web.Request) -> web.Response:
         request.app[SLACK].messages.clear()
         request.app[PAGER].events.clear()
+        request.app[PAGER].incidents.clear()
         return web.Response(status=204)
 
     async def index(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ where it says so), so a caller composes several writes into one atomic unit.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -300,19 +300,39 @@ async def lock_alert(conn: psycopg.AsyncConnection[Any], alert_id: UUID) -> dict
     return None if row is None else dict(row[0])
 
 
-# The acknowledger is whoever the claims say (auth.uid()), not a value the API passes in.
+# Several rows at once (a PagerDuty incident's): locked in alert_id order, the order the
+# recorder's upserts lock them in (upsert_alerts), so the two can never deadlock.
+_LOCK_ALERTS = """
+SELECT a.id, to_jsonb(a) FROM infrastructure_alerts AS a WHERE a.id = ANY(%s)
+ORDER BY a.alert_id, a.id FOR UPDATE
+"""
+
+
+async def lock_alerts(
+    conn: psycopg.AsyncConnection[Any], alert_ids: list[UUID]
+) -> list[tuple[UUID, dict[str, Any]]]:
+    """(id, row as JSON) of each of these alerts the caller may see, locked until the
+    transaction ends, in the recorder's lock order."""
+    cur = await conn.execute(_LOCK_ALERTS, (alert_ids,))
+    return [(UUID(str(r[0])), dict(r[1])) for r in await cur.fetchall()]
+
+
+# The acknowledger is whoever the claims say (auth.uid()), not a value the API passes in; only
+# a PagerDuty acknowledgement names someone else: the responder, whose user id the database
+# itself looked up (user_id_by_email), while the caller is still the PagerDuty machine user.
 _ACKNOWLEDGE = """
-UPDATE infrastructure_alerts SET acknowledged_by = auth.uid(), acknowledged_at = now()
-WHERE id = %s AND resolved_at IS NULL
+UPDATE infrastructure_alerts
+SET acknowledged_by = COALESCE(%(by)s, auth.uid()), acknowledged_at = now()
+WHERE id = %(id)s AND resolved_at IS NULL
 RETURNING to_jsonb(infrastructure_alerts)
 """
 
 
 async def acknowledge_alert(
-    conn: psycopg.AsyncConnection[Any], alert_id: UUID
+    conn: psycopg.AsyncConnection[Any], alert_id: UUID, *, by: UUID | None = None
 ) -> dict[str, Any] | None:
-    """Mark an unresolved alert acknowledged by the caller; the row after, or None."""
-    cur = await conn.execute(_ACKNOWLEDGE, (alert_id,))
+    """Mark an unresolved alert acknowledged by the caller (or `by`); the row after, or None."""
+    cur = await conn.execute(_ACKNOWLEDGE, {"id": alert_id, "by": by})
     row = await cur.fetchone()
     return None if row is None else dict(row[0])
 
@@ -322,7 +342,7 @@ async def acknowledge_alert(
 # upsert sets resolved_at when the resolution arrives and keeps resolved_by and the notes.
 _RESOLVE = """
 UPDATE infrastructure_alerts SET
-    resolved_by = auth.uid(),
+    resolved_by = COALESCE(%(by)s, auth.uid()),
     resolution_notes = COALESCE(%(notes)s, resolution_notes),
     resolved_at = CASE WHEN %(ended)s THEN now() ELSE resolved_at END
 WHERE id = %(id)s AND resolved_at IS NULL
@@ -331,10 +351,16 @@ RETURNING to_jsonb(infrastructure_alerts)
 
 
 async def resolve_alert(
-    conn: psycopg.AsyncConnection[Any], alert_id: UUID, notes: str | None, *, ended: bool
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: UUID,
+    notes: str | None,
+    *,
+    ended: bool,
+    by: UUID | None = None,
 ) -> dict[str, Any] | None:
-    """Record the caller's resolution (and the time, when `ended`); the row after, or None."""
-    cur = await conn.execute(_RESOLVE, {"id": alert_id, "notes": notes, "ended": ended})
+    """Record the caller's (or `by`'s) resolution (and the time, when `ended`); the row after,
+    or None."""
+    cur = await conn.execute(_RESOLVE, {"id": alert_id, "notes": notes, "ended": ended, "by": by})
     row = await cur.fetchone()
     return None if row is None else dict(row[0])
 
@@ -358,6 +384,70 @@ async def append_audit(conn: psycopg.AsyncConnection[Any], entry: AuditEntry) ->
     params["before"] = None if entry.before is None else Jsonb(entry.before)
     params["after"] = None if entry.after is None else Jsonb(entry.after)
     await conn.execute(_AUDIT, params)
+
+
+# --- PagerDuty v3 webhooks (api/pagerduty.py), as the PagerDuty machine user (migration 0009) --
+
+# Claimed first in the webhook's transaction: a concurrent redelivery waits on the primary key
+# until this transaction ends, then finds the claim (and writes nothing); a rolled-back
+# transaction takes its claim with it, so PagerDuty's retry applies the event.
+_CLAIM_PAGERDUTY_EVENT = """
+INSERT INTO pagerduty_webhook_events (event_id, event_type, incident_id, incident_key, occurred_at)
+VALUES (%(event_id)s, %(event_type)s, %(incident_id)s, %(incident_key)s, %(occurred_at)s)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+async def claim_pagerduty_event(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    event_id: str,
+    event_type: str,
+    incident_id: str | None,
+    incident_key: str | None,
+    occurred_at: datetime | None,
+) -> bool:
+    """Record a PagerDuty event id inside the caller's transaction; False when it was processed
+    before (nothing was written). No RETURNING: rowcount says whether the row is new."""
+    cur = await conn.execute(
+        _CLAIM_PAGERDUTY_EVENT,
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "incident_id": incident_id,
+            "incident_key": incident_key,
+            "occurred_at": occurred_at,
+        },
+    )
+    return cur.rowcount == 1
+
+
+async def finish_pagerduty_event(
+    conn: psycopg.AsyncConnection[Any], event_id: str, matched: int
+) -> None:
+    await conn.execute(
+        "UPDATE pagerduty_webhook_events SET matched = %s WHERE event_id = %s",
+        (matched, event_id),
+    )
+
+
+async def active_alert_groups(
+    conn: psycopg.AsyncConnection[Any],
+) -> list[tuple[UUID, str, dict[str, Any]]]:
+    """(row id, group key, labels) for every unresolved alert and each Alertmanager group that
+    notified the recorder of it (wsinfra_active_alert_groups, migration 0009: empty for a caller
+    the alerts policy does not admit)."""
+    cur = await conn.execute(
+        "SELECT alert_row, group_key, labels FROM public.wsinfra_active_alert_groups()"
+    )
+    return [(r[0], r[1], r[2] if isinstance(r[2], dict) else {}) for r in await cur.fetchall()]
+
+
+async def user_id_by_email(conn: psycopg.AsyncConnection[Any], email: str) -> UUID | None:
+    """The one account with this email (case-insensitive), or None (migration 0009)."""
+    cur = await conn.execute("SELECT public.wsinfra_user_id_by_email(%s)", (email,))
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else UUID(str(row[0]))
 
 
 # Machine callers (api machine_tokens) are users like any other for the policies: a row in

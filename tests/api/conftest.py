@@ -73,6 +73,40 @@ def as_user(role: str) -> dict[str, str]:
     return bearer(token(USERS[role], email=f"{role}@example.com"))
 
 
+# The PagerDuty webhook's machine user (its own machine_tokens entry, role ops) and secret.
+PAGERDUTY_MACHINE = uuid.UUID("00000000-0000-4000-8000-0000000000c2")
+PAGERDUTY_TOKEN = "pagerduty-machine-token-0123456789abcdef012345"
+PAGERDUTY_SECRET = "pagerduty-webhook-secret-0123456789abcdef"
+
+
+def pagerduty_config(tmp_path: Path, **pagerduty: Any) -> dict[str, Any]:
+    """write_config overrides that add PagerDuty webhooks (keyword arguments go into the
+    pagerduty section): a second machine, `pagerduty`, acting for PagerDuty."""
+    (tmp_path / "pagerduty_token").write_text(PAGERDUTY_TOKEN + "\n")
+    (tmp_path / "pagerduty_secret").write_text(PAGERDUTY_SECRET + "\n")
+    return {
+        "machine_tokens": [
+            {
+                "name": "grafana",
+                "token_file": str(tmp_path / "machine_token"),
+                "role": "ops",
+                "user_id": str(MACHINE),
+            },
+            {
+                "name": "pagerduty",
+                "token_file": str(tmp_path / "pagerduty_token"),
+                "role": "ops",
+                "user_id": str(PAGERDUTY_MACHINE),
+            },
+        ],
+        "pagerduty": {
+            "webhook_secret_file": str(tmp_path / "pagerduty_secret"),
+            "machine": "pagerduty",
+            **pagerduty,
+        },
+    }
+
+
 def write_config(tmp_path: Path, **overrides: Any) -> tuple[ApiConfig, Secrets, Path]:
     """The API's config as a file (secrets in files beside it), loaded as the CLI loads it."""
     import yaml

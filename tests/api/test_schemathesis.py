@@ -1,7 +1,8 @@
 """Schemathesis against the API as it runs (`python -m api serve` on a real port, a real
 PostgreSQL and Alertmanager): generated requests for every operation in the served OpenAPI
 document, as an admin, get no 5xx and answers that conform to the document (status, content
-type, headers, body schema); invalid ones are refused; secured ones refuse a missing token."""
+type, headers, body schema); invalid ones are refused; secured ones refuse a missing token, and
+the PagerDuty webhook (signed, not bearer-authenticated) refuses every unsigned delivery."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from compose.processes import free_port, python_argv, spawn, stop, wait_ready
-from tests.api.conftest import as_user, write_config
+from tests.api.conftest import as_user, pagerduty_config, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,13 @@ CONFIG = schemathesis.Config.from_dict(
 @pytest.fixture
 def served_api(seeded: tuple[str, Any], alertmanager: str, tmp_path: Path) -> Iterator[str]:
     dsn, _ = seeded
-    _, _, path = write_config(tmp_path, database={"conninfo": dsn}, alertmanager_url=alertmanager)
+    # With PagerDuty webhooks configured: generated deliveries are unsigned (401), not 404.
+    _, _, path = write_config(
+        tmp_path,
+        database={"conninfo": dsn},
+        alertmanager_url=alertmanager,
+        **pagerduty_config(tmp_path),
+    )
     port = free_port()
     argv = python_argv(
         "api", "serve", "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}"
@@ -110,6 +117,7 @@ def test_every_operation_answers_as_its_schema_says(served_api: str) -> None:
         "POST /api/infrastructure/alerts",
         "PUT /api/infrastructure/alerts",
         "GET /api/infrastructure/deployments",
+        "POST /api/infrastructure/webhooks/pagerduty",
         "GET /metrics",
         "GET /-/healthy",
         "GET /-/ready",
@@ -143,6 +151,8 @@ def test_every_operation_answers_as_its_schema_says(served_api: str) -> None:
         ("/api/infrastructure/alerts", "PUT", "422"),
         ("/api/infrastructure/deployments", "GET", "200"),
         ("/api/infrastructure/deployments", "GET", "422"),
+        # Generated deliveries carry no valid X-PagerDuty-Signature: refused before parsing.
+        ("/api/infrastructure/webhooks/pagerduty", "POST", "401"),
     ):
         assert answered.get((route, method, code), 0) > 0, (route, method, code, answered)
     assert not any(code.startswith("5") for _, _, code in answered), answered

@@ -99,7 +99,9 @@ class Stack:
         return list(doc["data"]["result"])
 
     def messages(self) -> dict[str, list[dict[str, Any]]]:
-        return dict(get_json(self.url("SINK", "/api/messages")))
+        """What reached Slack and PagerDuty's Events API (the sink also lists more)."""
+        doc = get_json(self.url("SINK", "/api/messages"))
+        return {"slack": doc["slack"], "pagerduty": doc["pagerduty"]}
 
     def logs(self) -> str:
         out = []
