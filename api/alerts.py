@@ -325,11 +325,9 @@ async def _acknowledge(
     ends = None
     try:
         async with services.db.as_caller(who) as conn:
-            before = await writes.lock_alert(conn, req.alert_id)
-            if before is None:
-                raise await _refusal(conn)
-            if before.get("resolved_at") is not None:
-                raise ApiError("already_resolved", "the alert is resolved; nothing to acknowledge")
+            before = await _lock_open(
+                conn, req.alert_id, "the alert is resolved; nothing to acknowledge"
+            )
             after = await writes.acknowledge_alert(conn, req.alert_id)
             if after is None:
                 raise await _refusal(conn)
@@ -358,6 +356,19 @@ async def _acknowledge(
     return _action_response("acknowledge", "acknowledged", after, silence_id, ends)
 
 
+async def _lock_open(
+    conn: psycopg.AsyncConnection[Any], alert_id: UUID, resolved_reason: str
+) -> dict[str, Any]:
+    """The alert's row, locked for this transaction: refused (403/404, as RLS answers) when the
+    caller cannot see it, 409 when it is already resolved."""
+    before = await writes.lock_alert(conn, alert_id)
+    if before is None:
+        raise await _refusal(conn)
+    if before.get("resolved_at") is not None:
+        raise ApiError("already_resolved", resolved_reason)
+    return before
+
+
 def _silence(
     labels: dict[str, str], now: datetime, ends: datetime, who: Identity, req: AlertActionRequest
 ) -> dict[str, Any]:
@@ -384,11 +395,7 @@ async def _resolve(
     undo: Callable[[], Awaitable[object]] | None = None
     try:
         async with services.db.as_caller(who) as conn:
-            before = await writes.lock_alert(conn, req.alert_id)
-            if before is None:
-                raise await _refusal(conn)
-            if before.get("resolved_at") is not None:
-                raise ApiError("already_resolved", "the alert is already resolved")
+            before = await _lock_open(conn, req.alert_id, "the alert is already resolved")
             resolution = await resolve_locked(services, conn, req.alert_id, before, req.notes)
             if resolution is None:
                 raise await _refusal(conn)
