@@ -116,7 +116,7 @@ def _base_url(value: str) -> str:
 Selector = Annotated[str, AfterValidator(_selector)]
 Regex = Annotated[str, AfterValidator(_regex)]
 # Scrape jobs: the keys of `selectors`, and what `exporters.optional` may name.
-Job = Literal["uptime", "recorder", "vercel", "supabase", "billing"]
+Job = Literal["uptime", "recorder", "vercel", "supabase", "billing", "api"]
 
 
 class Knobs(Strict):
@@ -141,6 +141,8 @@ class Selectors(Knobs):
     vercel: Selector
     supabase: Selector
     billing: Selector
+    # The operator API (api/): scraped like an exporter, so it gets the same health alerts.
+    api: Selector
 
 
 class Deployments(Knobs):

@@ -23,6 +23,22 @@ from dashboards.lib import Dashboard, Prom, Sql, runbook, stat, table, timeserie
 
 ENV = 'environment="$environment", project=~"$project"'
 
+# The recorder's unresolved alerts, not bound to the time range: an alert firing for a week is
+# still active. The acknowledger is a user id (the operator API writes auth.uid()); its email
+# comes from auth.users (the datasource's role reads it; a role that may not would fail the
+# panel, so grant it SELECT on auth.users (id, email)).
+ACTIVE_ALERTS_SQL = (
+    "SELECT a.alert_title AS title, a.service_name AS service, a.severity,\n"
+    "  a.current_metric_value AS value, a.triggered_at AS since,\n"
+    "  COALESCE(u.email, a.acknowledged_by::text) AS acknowledged_by\n"
+    "FROM infrastructure_alerts AS a\n"
+    "LEFT JOIN auth.users AS u ON u.id = a.acknowledged_by\n"
+    "WHERE a.resolved_at IS NULL\n"
+    "ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'error' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END,\n"
+    "  a.triggered_at DESC\n"
+    "LIMIT 100"
+)
+
 DASHBOARD = Dashboard(
     uid="wsinfra-overview",
     title="wsinfra / Infrastructure overview",
@@ -269,6 +285,15 @@ DASHBOARD = Dashboard(
                 )
             ],
             w=14,
+        ),
+        table(
+            "Active alerts",
+            "Every alert the recorder holds as not resolved (infrastructure_alerts), the most severe "
+            "first: its title, service, severity, live value, since when, and who acknowledged it "
+            "(the acknowledger's email from auth.users; empty: nobody yet).",
+            "none",
+            [Sql(ACTIVE_ALERTS_SQL)],
+            h=8,
         ),
         *costs.summary("Costs"),
     ],

@@ -1,7 +1,8 @@
 """A local notification sink: the strict Slack and PagerDuty fakes behind one port, with a viewer.
 
 Run: python -m fakes.sink --listen 127.0.0.1:9790 --slack-webhook T0/B0/token=#ops-alerts
-Open http://127.0.0.1:9790/ to read the messages as they arrive; GET /api/messages returns JSON.
+Open http://127.0.0.1:9790/ to read the messages as they arrive, each under its Slack channel
+(?channel=%23finance shows one channel); GET /api/messages returns JSON (?channel= filters too).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import argparse
 import html
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import web
 
 from fakes.pagerduty import PagerDuty
-from fakes.slack import SlackWorkspace
+from fakes.slack import SlackMessage, SlackWorkspace
 
 SLACK = web.AppKey("slack", SlackWorkspace)
 PAGER = web.AppKey("pager", PagerDuty)
@@ -43,7 +46,7 @@ def make_sink(
                         "text": m.text(),
                         "payload": m.payload,
                     }
-                    for m in request.app[SLACK].messages
+                    for m in _in_channel(request)
                 ],
                 "pagerduty": [
                     {
@@ -79,10 +82,11 @@ def make_sink(
 
     async def index(request: web.Request) -> web.Response:
         rows = []
-        for m in reversed(request.app[SLACK].messages[-200:]):
+        for m in reversed(_in_channel(request)[-200:]):
             when = time.strftime("%H:%M:%S", time.localtime(m.received_at))
             rows.append(
-                f"<div class='m'><b>{when} {html.escape(str(m.channel))}</b><pre>{html.escape(m.text())}</pre></div>"
+                f"<div class='m'><b>{when} <span class='ch'>{html.escape(str(m.channel))}</span></b>"
+                f"<pre>{html.escape(m.text())}</pre></div>"
             )
         for e in reversed(request.app[PAGER].events[-50:]):
             when = time.strftime("%H:%M:%S", time.localtime(e.received_at))
@@ -93,9 +97,10 @@ def make_sink(
         body = (
             "<html><head><meta http-equiv='refresh' content='3'><title>DEMO Slack sink</title>"
             "<style>body{font-family:sans-serif}.m{border-left:4px solid #36a;margin:8px;padding:4px 8px}"
-            ".page{border-color:#c33}pre{white-space:pre-wrap}</style></head><body>"
+            ".page{border-color:#c33}pre{white-space:pre-wrap}.ch{color:#36a}</style></head><body>"
             "<h1>wsinfra DEMO notification sink</h1><p>Local stand-in for Slack and PagerDuty. "
             "Nothing here leaves this machine.</p>"
+            + _channels(request.app[SLACK], request.query.get("channel"))
             + "".join(rows or ["<p>No messages yet.</p>"])
             + "</body></html>"
         )
@@ -125,6 +130,27 @@ def make_sink(
 
         app.middlewares.append(echo_mw)
     return app
+
+
+def _in_channel(request: web.Request) -> list[SlackMessage]:
+    """The Slack messages, only those of ?channel= when given (the PagerDuty events stay)."""
+    messages = request.app[SLACK].messages
+    wanted = request.query.get("channel")
+    return [m for m in messages if m.channel == wanted] if wanted else list(messages)
+
+
+def _channels(slack: SlackWorkspace, shown: str | None) -> str:
+    """One link per Slack channel that received messages (#ops-alerts, #alerts, #finance, …),
+    with its count: which channel a message reached is what routing is about."""
+    counts = Counter(str(m.channel) for m in slack.messages)
+    if not counts:
+        return ""
+    links = [
+        f"<a href='/?channel={quote(ch)}'>{html.escape(ch)}</a> ({n})"
+        for ch, n in sorted(counts.items())
+    ]
+    current = f" Showing {html.escape(shown)} only: <a href='/'>all</a>." if shown else ""
+    return f"<p class='channels'>Slack channels: {', '.join(links)}.{current}</p>"
 
 
 async def _ok(_: web.Request) -> web.Response:

@@ -29,6 +29,14 @@ class PayloadError(BadRequest):
     """A webhook payload we cannot use (see common.ingress.BadRequest)."""
 
 
+# The Alertmanager receiver that mirrors every alert into the record and notifies no one
+# (alertmanager/alertmanager.yml). Every other receiver that posts here also notifies a person:
+# it carries this webhook beside its Slack or PagerDuty integrations, so Alertmanager itself
+# (routing, inhibitions, silences, time intervals) decides when a person was notified, and the
+# recorder learns it from the payload's `receiver`. tests/unit/test_alert_routing.py holds the
+# committed config to that; docs/alert-routing.md explains it.
+RECORD_ONLY_RECEIVERS = frozenset({"recorder"})
+
 # Alertmanager's fingerprints are 16 hex digits; the alert_id column (VARCHAR(200)) holds the
 # fingerprint and the start time, so anything much longer is not an Alertmanager fingerprint.
 MAX_FINGERPRINT = 64
@@ -124,6 +132,7 @@ def parse_alertmanager(body: bytes) -> Notification:
         tuple(rows),
         scrub(doc) if suspect else doc,
         tuple(rejected),
+        notified=receiver not in RECORD_ONLY_RECEIVERS,
     )
 
 

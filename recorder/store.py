@@ -65,7 +65,7 @@ class PgStore:
         try:
             async with conn.transaction():
                 await writes.log_notification(conn, n)
-                await writes.upsert_alerts(conn, n.alerts)
+                await writes.upsert_alerts(conn, n.alerts, notified=n.notified)
                 await writes.dead_letter_alerts(conn, n)
             return len(n.alerts)
         except (psycopg.DataError, psycopg.IntegrityError):
@@ -78,7 +78,7 @@ class PgStore:
             for i, alert in enumerate(n.alerts):
                 try:
                     async with conn.transaction():
-                        await writes.upsert_alerts(conn, (alert,))
+                        await writes.upsert_alerts(conn, (alert,), notified=n.notified)
                     stored += 1
                 except (psycopg.DataError, psycopg.IntegrityError) as exc:
                     refused.append(

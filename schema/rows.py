@@ -45,6 +45,9 @@ class Notification:
     alerts: tuple[AlertRow, ...]
     raw: dict[str, Any]
     rejected: tuple[RejectedAlert, ...] = ()
+    # The notification came from a receiver that also notifies a person (Slack, PagerDuty), not
+    # from the record-only mirror: its alerts get notification_sent (docs/alert-routing.md).
+    notified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,7 @@ class AuditEntry:
     else. `actor_machine` names the machine token when `actor_kind` is 'machine'."""
 
     actor_user_id: UUID
-    actor_kind: str  # 'jwt' or 'machine'
+    actor_kind: str  # 'jwt', 'machine', or 'system' (api/escalation.py; migration 0010)
     actor_machine: str | None
     action: str
     target_table: str

@@ -30,14 +30,16 @@ VALUES (%s, %s, %s, %s, %s, %s)
 
 # One row per alert instance. Duplicates (retries, HA pairs, repeat_interval) update the same
 # row; the first resolution time wins, and a late "firing" never un-resolves an alert.
+# notification_sent is sticky: true once any notification of the alert came from a receiver
+# that also notifies a person (docs/alert-routing.md); the record-only mirror never clears it.
 _UPSERT_ALERT = """
 INSERT INTO infrastructure_alerts (
     alert_id, alert_type, severity, service_name, region, alert_title, alert_description,
     metric_threshold, current_metric_value, alert_rule, notification_sent, triggered_at, resolved_at
 ) VALUES (
     %(alert_id)s, %(alert_type)s, %(severity)s, %(service_name)s, %(region)s, %(alert_title)s,
-    %(alert_description)s, %(metric_threshold)s, %(current_metric_value)s, %(alert_rule)s, true,
-    %(triggered_at)s, %(resolved_at)s
+    %(alert_description)s, %(metric_threshold)s, %(current_metric_value)s, %(alert_rule)s,
+    %(notification_sent)s, %(triggered_at)s, %(resolved_at)s
 )
 ON CONFLICT (alert_id) DO UPDATE SET
     resolved_at = COALESCE(infrastructure_alerts.resolved_at, EXCLUDED.resolved_at),
@@ -47,7 +49,7 @@ ON CONFLICT (alert_id) DO UPDATE SET
         THEN COALESCE(EXCLUDED.current_metric_value, infrastructure_alerts.current_metric_value)
         ELSE infrastructure_alerts.current_metric_value END,
     alert_rule = EXCLUDED.alert_rule,
-    notification_sent = true
+    notification_sent = infrastructure_alerts.notification_sent OR EXCLUDED.notification_sent
 """
 
 _CLAIM_DELIVERY = """
@@ -110,8 +112,8 @@ async def log_notification(conn: psycopg.AsyncConnection[Any], n: Notification) 
     )
 
 
-def _alert_params(a: AlertRow) -> dict[str, Any]:
-    return {**asdict(a), "alert_rule": Jsonb(a.alert_rule)}
+def _alert_params(a: AlertRow, notified: bool) -> dict[str, Any]:
+    return {**asdict(a), "alert_rule": Jsonb(a.alert_rule), "notification_sent": notified}
 
 
 # The same upsert for a whole notification in one statement: the rows travel as arrays (in
@@ -122,7 +124,7 @@ _UPSERT_ALERTS_BULK = (
     _UPSERT_ALERT.split(") VALUES (")[0]
     + """)
 SELECT a.alert_id, a.alert_type, a.severity, a.service_name, a.region, a.alert_title,
-       a.alert_description, a.metric_threshold, a.current_metric_value, a.alert_rule, true,
+       a.alert_description, a.metric_threshold, a.current_metric_value, a.alert_rule, %b::boolean,
        a.triggered_at, a.resolved_at
 FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
             %b::float8[], %b::float8[], %b::jsonb[], %b::timestamptz[], %b::timestamptz[])
@@ -138,9 +140,12 @@ ON CONFLICT"""
 BULK_FROM = 8
 
 
-async def upsert_alerts(conn: psycopg.AsyncConnection[Any], alerts: tuple[AlertRow, ...]) -> None:
+async def upsert_alerts(
+    conn: psycopg.AsyncConnection[Any], alerts: tuple[AlertRow, ...], *, notified: bool = False
+) -> None:
     """Upsert alert instances in alert_id order: two notifications carrying the same alerts in
-    different orders then lock their rows in the same order and cannot deadlock."""
+    different orders then lock their rows in the same order and cannot deadlock. `notified`: the
+    notification also went to a person (sets notification_sent; False never clears it)."""
     if not alerts:
         return
     ordered = sorted(alerts, key=lambda a: a.alert_id)
@@ -149,11 +154,12 @@ async def upsert_alerts(conn: psycopg.AsyncConnection[Any], alerts: tuple[AlertR
         # naming an instance twice (never seen from Alertmanager): one statement cannot update a
         # row twice.
         async with conn.cursor() as cur:
-            await cur.executemany(_UPSERT_ALERT, [_alert_params(a) for a in ordered])
+            await cur.executemany(_UPSERT_ALERT, [_alert_params(a, notified) for a in ordered])
         return
     await conn.execute(
         _UPSERT_ALERTS_BULK,
         (
+            notified,
             [a.alert_id for a in ordered],
             [a.alert_type for a in ordered],
             [a.severity for a in ordered],

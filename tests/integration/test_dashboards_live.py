@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -211,5 +212,59 @@ def test_every_panel_query_returns_data(stack: Stack) -> None:
         )
         for where, expr in incident_queries:
             assert stack.query(promql(expr)), f"{where}: no series during an outage"
+        check_active_alerts_panel(dsn)
     finally:
         assert stack.cli("fault", "ok").returncode == 0
+
+
+def panel_sql(uid: str, title: str) -> str:
+    doc = json.loads((GENERATED / f"{uid}.json").read_text())
+    (panel,) = [p for p in doc["panels"] if p["title"] == title]
+    (target,) = panel["targets"]
+    return str(target["rawSql"])
+
+
+def check_active_alerts_panel(dsn: str) -> None:
+    """The overview's Active alerts panel, as Grafana runs it, lists the outage's critical alert
+    that Alertmanager delivered to the recorder, with its value, and who acknowledged it once
+    someone has; the record says a person was paged for it (notification_sent), and not for the
+    Watchdog, which reaches only the heartbeat."""
+    active = sql(panel_sql("wsinfra-overview", "Active alerts"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def critical_rows() -> list[tuple[Any, ...]]:
+            return [r for r in conn.execute(active).fetchall() if r[2] == "critical"]
+
+        def paged() -> bool:
+            row = conn.execute(
+                "SELECT bool_and(notification_sent) FROM infrastructure_alerts"
+                " WHERE resolved_at IS NULL AND severity = 'critical'"
+            ).fetchone()
+            return bool(row and row[0])
+
+        def target_down() -> list[tuple[Any, ...]]:
+            down = "Uptime target is down from a quorum of probe regions."
+            return [r for r in critical_rows() if r[0] == down]
+
+        rows = wait_for("the firing alert in the Active alerts panel", target_down, timeout=60)
+        for _title, service, _severity, value, since, acknowledged in rows:
+            assert service
+            assert value is not None
+            assert since is not None
+            assert acknowledged is None
+        wait_for("the page recorded as notified", paged, timeout=60)
+        watchdog = conn.execute(
+            "SELECT DISTINCT notification_sent FROM infrastructure_alerts WHERE alert_type = 'Watchdog'"
+        ).fetchall()
+        assert watchdog == [(False,)]
+        # Acknowledged (as the operator API writes it: the caller's user id): the panel names them.
+        oncall = uuid.uuid4()
+        conn.execute(
+            "INSERT INTO auth.users (id, email) VALUES (%s, 'oncall@example.com')", (oncall,)
+        )
+        conn.execute(
+            "UPDATE infrastructure_alerts SET acknowledged_by = %s, acknowledged_at = now()"
+            " WHERE resolved_at IS NULL AND severity = 'critical'",
+            (oncall,),
+        )
+        assert {r[5] for r in critical_rows()} == {"oncall@example.com"}

@@ -83,11 +83,44 @@ async def test_alert_lifecycle_is_one_row(client: TestClient, migrated_dsn: str)
     )
     assert a[7].isoformat() == "2026-11-25T10:00:05.123456+00:00"
     assert a[8].isoformat() == "2026-11-25T10:03:35+00:00"
-    assert a[9:] == ("web", True)
+    # Only the record-only mirror carried it: nobody was notified.
+    assert a[9:] == ("web", False)
     assert rows(
         migrated_dsn, "SELECT count(*), sum(alert_count) FROM alertmanager_notifications"
     ) == [(5, 5)]
     assert await metric(client, "recorder_alerts_written_total") == 5
+
+
+@pytest.mark.parametrize("count", [1, 10], ids=["row by row", "bulk"])
+async def test_notification_sent_only_when_a_person_was_notified(
+    client: TestClient, migrated_dsn: str, count: int
+) -> None:
+    """The mirror's notifications leave notification_sent false; one from a receiver that also
+    notifies a person sets it, and a later mirror notification (or its resolution) keeps it."""
+    people = [am_alert(target=f"paged-{i}", fingerprint=f"{i:016x}") for i in range(count)]
+    quiet = am_alert(target="quiet", fingerprint="f" * 16)
+
+    async def post(alerts: list[dict[str, Any]], receiver: str, status: str = "firing") -> None:
+        body = am_payload(alerts, status=status, receiver=receiver)
+        resp = await client.post("/webhooks/alertmanager", data=body, headers=AUTH)
+        assert resp.status == 200, await resp.text()
+
+    def sent() -> dict[str, bool]:
+        got = rows(
+            migrated_dsn,
+            "SELECT alert_rule->'labels'->>'target', notification_sent FROM infrastructure_alerts",
+        )
+        return {target: flag for target, flag in got}
+
+    await post([*people, quiet], "recorder")
+    assert set(sent().values()) == {False}
+    await post(people, "critical")
+    assert sent() == {**{a["labels"]["target"]: True for a in people}, "quiet": False}
+    resolved = [
+        {**a, "status": "resolved", "endsAt": "2026-11-25T10:03:35Z"} for a in [*people, quiet]
+    ]
+    await post(resolved, "recorder", status="resolved")
+    assert sent() == {**{a["labels"]["target"]: True for a in people}, "quiet": False}
 
 
 async def test_the_same_alert_firing_again_later_is_a_new_instance(

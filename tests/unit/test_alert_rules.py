@@ -206,6 +206,7 @@ EXPORTER_HEALTH = {
     "vercel": ("VercelExporterDown", "VercelExporterAbsent"),
     "supabase": ("SupabaseExporterDown", "SupabaseExporterAbsent"),
     "billing": ("BillingExporterDown", "BillingExporterAbsent"),
+    "api": ("OperatorApiDown", "OperatorApiAbsent"),
 }
 
 

@@ -78,6 +78,24 @@ async def test_slack_attachments_are_flattened_for_reading(sink: TestClient) -> 
     assert msg["text"] == "[CRITICAL] X\ndetails\n[Runbook](https://r/x)"
 
 
+async def test_sink_shows_which_channel_each_message_reached(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    finance = "T0TEST/B0FIN/f1nance"
+    sink = await aiohttp_client(make_sink({HOOK: "#ops", finance: "#finance"}, [KEY]))
+    assert (await sink.post(f"/services/{HOOK}", json={"text": "disk full"})).status == 200
+    # A finance app's webhook posts to its own channel; the message's `channel` wins as in Slack.
+    budget = {"channel": "#finance", "text": "[INFO] BillingBudgetConsumed"}
+    assert (await sink.post(f"/services/{finance}", json=budget)).status == 200
+    page = await (await sink.get("/")).text()
+    assert "Slack channels: <a href='/?channel=%23finance'>#finance</a> (1)" in page
+    assert "<span class='ch'>#finance</span>" in page
+    assert "<span class='ch'>#ops</span>" in page
+    only = await (await sink.get("/", params={"channel": "#finance"})).text()
+    assert "BillingBudgetConsumed" in only
+    assert "disk full" not in only
+    got = (await (await sink.get("/api/messages", params={"channel": "#finance"})).json())["slack"]
+    assert [(m["channel"], m["text"]) for m in got] == [("#finance", budget["text"])]
+
+
 @pytest.mark.parametrize(
     ("event", "status", "error"),
     [
