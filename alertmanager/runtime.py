@@ -18,6 +18,10 @@ COMMITTED = HERE / "alertmanager.yml"
 TEMPLATES = HERE / "templates"
 COMPOSE_SECRETS = "/run/secrets/"
 COMPOSE_RECORDER = "http://recorder:9700"
+SLACK_WEBHOOK_FILE = "slack_webhook_url"
+FINANCE_SLACK_WEBHOOK_FILE = "slack_finance_webhook_url"
+# The PagerDuty escalation service's routing key (receiver `escalation`, api/escalation.py).
+ESCALATION_KEY = "pagerduty_escalation_routing_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,13 @@ class Placement:
     # False: no pager here (no routing key): the receivers keep Slack and drop PagerDuty, so
     # criticals still reach #ops-alerts.
     pagerduty: bool = True
+    # False: no finance Slack webhook here (./wsinfra init --with finance): #finance posts go
+    # through the ops Slack webhook instead (a legacy webhook honours the channel; an app's lands
+    # in its own channel), so billing alerts still reach a person rather than only the record.
+    finance_slack: bool = True
+    # False: no key for the escalation service here (secret ESCALATION_KEY): the `escalation`
+    # receiver drops its PagerDuty and keeps Slack, so escalations still reach #ops-alerts.
+    pagerduty_escalation: bool = True
     templates_dir: Path = TEMPLATES
 
 
@@ -69,11 +80,26 @@ def place(doc: dict[str, Any], where: Placement) -> dict[str, Any]:
                 del recv["webhook_configs"]
         if not where.pagerduty:
             recv.pop("pagerduty_configs", None)
+        if not where.pagerduty_escalation and "pagerduty_configs" in recv:
+            kept = [
+                pd
+                for pd in recv["pagerduty_configs"]
+                if pd["routing_key_file"] != COMPOSE_SECRETS + ESCALATION_KEY
+            ]
+            if kept:
+                recv["pagerduty_configs"] = kept
+            else:
+                del recv["pagerduty_configs"]
         for pd in recv.get("pagerduty_configs", []):
             pd["routing_key_file"] = secret(pd["routing_key_file"])
             if where.pagerduty_url is not None:
                 pd["url"] = where.pagerduty_url
         for sl in recv.get("slack_configs", []):
+            if (
+                not where.finance_slack
+                and sl["api_url_file"] == COMPOSE_SECRETS + FINANCE_SLACK_WEBHOOK_FILE
+            ):
+                sl["api_url_file"] = COMPOSE_SECRETS + SLACK_WEBHOOK_FILE
             sl["api_url_file"] = secret(sl["api_url_file"])
     return out
 

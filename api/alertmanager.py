@@ -12,7 +12,7 @@ import httpx
 
 log = logging.getLogger(__name__)
 
-OPERATIONS = ("post_alerts", "get_alerts", "create_silence", "expire_silence")
+OPERATIONS = ("post_alerts", "get_alerts", "create_silence", "expire_silence", "get_silence")
 
 
 class AlertmanagerError(Exception):
@@ -98,3 +98,20 @@ class Alertmanager:
         await self._call(
             "expire_silence", "DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}"
         )
+
+    async def silence_state(self, silence_id: str) -> str | None:
+        """A silence's state (active, pending, expired), or None when Alertmanager has no such
+        silence (never created, or forgotten after its retention)."""
+        try:
+            resp = await self._call(
+                "get_silence", "GET", f"/api/v2/silence/{quote(silence_id, safe='')}"
+            )
+        except AlertmanagerRefused as exc:
+            if exc.reason.startswith("HTTP 404"):
+                return None
+            raise
+        try:
+            state = resp.json()["status"]["state"]
+        except (ValueError, KeyError, TypeError):
+            raise AlertmanagerUnavailable("get_silence", "answer has no status.state") from None
+        return str(state)

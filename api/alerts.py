@@ -49,7 +49,7 @@ MAX_RESOLUTIONS = 500
 
 _ACTIVE = """
 SELECT id, alert_type, severity, service_name, alert_title, current_metric_value, triggered_at,
-       GREATEST(0, floor(EXTRACT(EPOCH FROM now() - triggered_at) / 60))::bigint
+       GREATEST(0, floor(EXTRACT(EPOCH FROM now() - triggered_at) / 60))::bigint, escalated_at
 FROM infrastructure_alerts
 WHERE resolved_at IS NULL
 ORDER BY triggered_at DESC, id
@@ -88,7 +88,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     # The spec's alert_summary keys: every severity the column's CHECK allows.
     summary = dict.fromkeys(("critical", "error", "warning", "info"), 0)
     active_alerts = []
-    for rid, alert_type, severity, service, title, value, triggered, minutes in active:
+    for rid, alert_type, severity, service, title, value, triggered, minutes, escalated in active:
         if severity in summary:
             summary[severity] += 1
         item: dict[str, Any] = {
@@ -104,6 +104,9 @@ async def list_alerts(request: web.Request) -> web.Response:
         number = _number(value)
         if number is not None:
             item["current_metric_value"] = number
+        # Not in the spec's AlertsResponse: an extra, optional field (api/escalation.py).
+        if escalated is not None:
+            item["escalated_at"] = _time(escalated)
         active_alerts.append(item)
     return web.json_response(
         {

@@ -26,14 +26,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import PoolTimeout
 
-from api import alerts, deployments, pagerduty
+from api import alerts, costs, deploy, deployments, infra_metrics, pagerduty
 from api.alertmanager import Alertmanager
 from api.auth import Authenticator, JwksCache
 from api.config import ApiConfig, Secrets
 from api.db import Database
 from api.errors import ApiError
+from api.escalation import make_escalator
+from api.health import HEALTH, HealthCache, get_health
+from api.maintenance import install as install_maintenance
+from api.maintenance import refresh_gauge
 from api.metrics import UNMATCHED, Metrics, method_label
+from api.prometheus import Prometheus
 from api.state import REQUEST_ID, SERVICES, PagerDutySettings, Services, Settings
+from api.vercel_hooks import VercelHooks
 from common.web import healthy
 
 log = logging.getLogger(__name__)
@@ -115,13 +121,14 @@ async def ready(request: web.Request) -> web.Response:
         return web.Response(text="OK\n")
     return web.Response(
         status=503,
-        text="database unreachable, not migrated (0009), or machine users not yet set up\n",
+        text="database unreachable, not migrated (0011), or machine users not yet set up\n",
     )
 
 
 async def metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     services.ready = await services.db.ready() and services.machines_provisioned
+    await refresh_gauge(request.app)
     return web.Response(
         body=generate_latest(request.app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
@@ -196,14 +203,17 @@ def make_app(cfg: ApiConfig, secrets: Secrets, *, openapi_path: Path = OPENAPI) 
             runbook_url=f"{cfg.runbook_base_url}/ManualIncident.md#manualincident",
             max_body_bytes=cfg.max_body_bytes,
         ),
+        prometheus=Prometheus(cfg.prometheus_url, http, cfg.prometheus_timeout),
         machines=secrets.machines,
         machines_provisioned=not secrets.machines,
         pagerduty=_pagerduty(cfg, secrets),
+        deploy_hooks=VercelHooks(cfg.deploy_hooks, secrets.deploy_hook_urls, http, registry),
     )
     app[SERVICES] = services
     app[REGISTRY] = registry
     app[HTTP] = http
     app[OPENAPI_JSON] = load_openapi(openapi_path)
+    app[HEALTH] = HealthCache(cfg.health, services.prometheus, services.db, services.metrics)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await services.db.open()
@@ -217,10 +227,17 @@ def make_app(cfg: ApiConfig, secrets: Secrets, *, openapi_path: Path = OPENAPI) 
             await http.aclose()
 
     app.cleanup_ctx.append(lifecycle)
+    # After lifecycle: the loop starts once the pool is open and stops before it closes.
+    make_escalator(app, cfg.escalation, cfg.runbook_base_url)
+    install_maintenance(app, cfg, registry, PREFIX)
+    app.router.add_get(f"{PREFIX}/health", get_health)
+    app.router.add_get(f"{PREFIX}/metrics", infra_metrics.get_metrics)
+    app.router.add_get(f"{PREFIX}/costs", costs.get_costs)
     app.router.add_get(f"{PREFIX}/alerts", alerts.list_alerts)
     app.router.add_post(f"{PREFIX}/alerts", alerts.create_alert)
     app.router.add_put(f"{PREFIX}/alerts", alerts.update_alert)
     app.router.add_get(f"{PREFIX}/deployments", deployments.list_deployments)
+    app.router.add_post(f"{PREFIX}/deployments", deploy.create_deployment)
     app.router.add_post(f"{PREFIX}/webhooks/pagerduty", pagerduty.webhook)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)

@@ -74,6 +74,26 @@ class AlertActionRequest(Body):
         return UUID(self.id)
 
 
+class DeploymentConfig(Body):
+    """deployment_config of POST /deployments: the keys a deploy hook can act on (docs/
+    operator-api.md, "Starting a deployment"); any other key is refused, not ignored."""
+
+    # Which configured project (deploy_hooks.hooks[].project); needed when several are.
+    project: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")] | None = None
+    # False: build without Vercel's build cache (the hook's ?buildCache=false).
+    build_cache: bool = True
+
+
+class DeploymentRequest(Body):
+    """The spec's DeploymentRequest. Lengths are deployment_history's column widths."""
+
+    environment: Literal["production", "staging", "preview"]
+    # A branch name as Git allows it: no white space or control characters.
+    git_branch: Annotated[str, StringConstraints(pattern=r"^[^\s\x00-\x1f\x7f]{1,200}$")]
+    git_commit_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{7,40}$")] | None = None
+    deployment_config: DeploymentConfig | None = None
+
+
 def _invalid(reason: str) -> ApiError:
     return ApiError("invalid_request", reason)
 
@@ -131,6 +151,12 @@ def _query(query: MultiMapping[str], allowed: tuple[str, ...]) -> dict[str, str]
 
 def no_query(request: web.Request) -> None:
     _query(request.query, ())
+
+
+def query_params(request: web.Request, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query as {name: value} for a handler that checks the values itself; an unknown or
+    repeated parameter is a 422 (api/infra_metrics.py)."""
+    return _query(request.query, allowed)
 
 
 DEFAULT_LIMIT = 50

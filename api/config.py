@@ -8,8 +8,11 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from api.escalation_config import Escalation
+from api.maintenance_config import MaintenanceSettings
+from api.vercel_hooks import DeployHooks, hook_urls
 from common.config import ConfigError, SecretFile, Strict, read_secret_files
 from common.durations import Duration
 from common.postgres import PgConnection
@@ -86,8 +89,9 @@ class MachineToken(Strict):
 
 
 # What Alertmanager's own committed routing tree (alertmanager/alertmanager.yml) pages with: the
-# `critical` route, child of the root, matching severity="critical".
-DEFAULT_PAGER_ROUTE_KEYS = ('{}/{severity="critical"}',)
+# `escalation` route (alertname="Escalation", api/escalation.py, the escalation service) and the
+# `critical` route, children of the root, in the tree's order.
+DEFAULT_PAGER_ROUTE_KEYS = ('{}/{alertname="Escalation"}', '{}/{severity="critical"}')
 
 
 class PagerDutyWebhooks(Strict):
@@ -113,6 +117,78 @@ class PagerDutyWebhooks(Strict):
     responders: dict[PagerDutyId, Email] = Field(default_factory=dict)
 
 
+# A Prometheus label value or metric namespace as /health's config names them (they go into
+# our PromQL: nothing that could change its meaning).
+LabelValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Namespace = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+SpecService = Literal["vercel", "supabase", "redis", "external_apis"]
+
+
+class HealthSource(Strict):
+    """Where /health looks for one of the spec's services (docs/operator-api.md, "GET /health")."""
+
+    # The `service` label values of its alerts: a firing critical makes it critical, an error
+    # or warning degraded.
+    alert_services: tuple[LabelValue, ...] = ()
+    # The exporters that watch it, by namespace: their `<ns>_up` says whether we can see it.
+    exporters: tuple[Namespace, ...] = ()
+    # The `service` values of its uptime targets: response time, error rate and regions.
+    uptime_services: tuple[LabelValue, ...] = ()
+    # Vercel's request figures (error ratio, p95 latency, per region) describe it.
+    vercel_traffic: bool = False
+
+
+def _default_health_sources() -> dict[SpecService, HealthSource]:
+    return {
+        "vercel": HealthSource(
+            alert_services=("vercel",),
+            exporters=("vercel",),
+            uptime_services=("web", "api"),
+            vercel_traffic=True,
+        ),
+        "supabase": HealthSource(
+            alert_services=("database",), exporters=("supabase",), uptime_services=("db",)
+        ),
+        # Nothing in the stack watches Redis by default: run prometheus-redis-exporter (its
+        # redis_up) or add an uptime target with service "redis", or it shows offline.
+        "redis": HealthSource(
+            alert_services=("redis",), exporters=("redis",), uptime_services=("redis",)
+        ),
+        "external_apis": HealthSource(
+            alert_services=("external_apis",), uptime_services=("external",)
+        ),
+    }
+
+
+class Health(Strict):
+    # How old the Prometheus half of /health may be before a request refreshes it (one refresh
+    # at a time, the others answered from the last snapshot meanwhile); the per-caller half
+    # (recent deployments, what the policies let the caller see) is kept as long.
+    refresh_interval: Duration = 5.0
+    # Beyond this age (Prometheus not answering) /health answers 503 rather than old news.
+    max_staleness: Duration = 60.0
+    # A region's 5-minute error ratio from which it is degraded, and critical.
+    region_degraded_error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.01
+    region_critical_error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
+    services: dict[SpecService, HealthSource] = Field(default_factory=_default_health_sources)
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: object) -> object:
+        # A service the file does not name keeps its default source.
+        if isinstance(value, dict):
+            return {**_default_health_sources(), **value}
+        return value
+
+    @model_validator(mode="after")
+    def _ratios_ordered(self) -> Health:
+        if self.region_degraded_error_ratio > self.region_critical_error_ratio:
+            raise ValueError(
+                "region_degraded_error_ratio must not exceed region_critical_error_ratio"
+            )
+        return self
+
+
 class ApiConfig(Strict):
     database: Database
     auth: Auth
@@ -120,9 +196,20 @@ class ApiConfig(Strict):
     # Acknowledgements and resolutions from PagerDuty (v3 webhooks). Unset: the webhook answers
     # 404.
     pagerduty: PagerDutyWebhooks | None = None
+    # Vercel Deploy Hooks that POST /deployments may call. Unset: it answers 422.
+    deploy_hooks: DeployHooks | None = None
     # Where manual incidents are posted and acknowledgements become silences (API v2).
     alertmanager_url: HttpUrl
     alertmanager_timeout: Duration = 5.0
+    # Prometheus's HTTP API: /health, /metrics and /costs read recording rules, firing alerts
+    # and the exporters' figures there (always our PromQL, never a caller's).
+    prometheus_url: HttpUrl = "http://127.0.0.1:19090"
+    prometheus_timeout: Duration = 5.0
+    health: Health = Field(default_factory=Health)
+    # Planned maintenance windows (docs/operator-api.md, "Maintenance windows").
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    # Criticals nobody acknowledged in time go to the second level (api/escalation.py).
+    escalation: Escalation = Field(default_factory=Escalation)
     # How long the silence an acknowledgement creates lasts; ack again to extend it.
     ack_ttl: Duration = 4 * 3600.0
     # A manual incident fires until it is resolved through the API, or at most this long
@@ -147,6 +234,14 @@ class ApiConfig(Strict):
                 f"pagerduty.machine: {self.pagerduty.machine!r} is not the name of a "
                 "machine_tokens entry"
             )
+        maint = self.maintenance.machine
+        if self.maintenance.windows_file is not None and not any(
+            m.name == maint and m.role == "admin" for m in self.machine_tokens
+        ):
+            raise ValueError(
+                f"maintenance.machine: {maint!r} is not the name of a machine_tokens entry "
+                "with role admin (only admins may plan maintenance)"
+            )
         return self
 
 
@@ -166,17 +261,20 @@ class Machine:
 class Secrets:
     """Secret values read once at start; repr never shows them."""
 
-    __slots__ = ("jwt_secret", "machines", "pagerduty_secret")
+    __slots__ = ("deploy_hook_urls", "jwt_secret", "machines", "pagerduty_secret")
 
     def __init__(
         self,
         jwt_secret: bytes,
         machines: tuple[Machine, ...] = (),
         pagerduty_secret: bytes | None = None,
+        deploy_hook_urls: tuple[str, ...] = (),
     ) -> None:
         self.jwt_secret = jwt_secret
         self.machines = machines
         self.pagerduty_secret = pagerduty_secret
+        # In the order of deploy_hooks.hooks; each URL is itself a credential.
+        self.deploy_hook_urls = deploy_hook_urls
 
     @classmethod
     def read(cls, cfg: ApiConfig, path: Path) -> Secrets:
@@ -215,9 +313,10 @@ class Secrets:
                     f"{MIN_WEBHOOK_SECRET_CHARS} characters without spaces (PagerDuty's are longer)"
                 )
             pagerduty = value.encode()
+        urls = () if cfg.deploy_hooks is None else hook_urls(cfg.deploy_hooks, values, problems)
         if problems:
             raise ConfigError(path, problems)
-        return cls(secret, tuple(machines), pagerduty)
+        return cls(secret, tuple(machines), pagerduty, urls)
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"

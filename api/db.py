@@ -32,9 +32,9 @@ from schema import writes
 
 log = logging.getLogger(__name__)
 
-# The table of the newest migration the API needs (0009, PagerDuty webhooks; 0008's audit log
-# before it, without which the API cannot write at all).
-REQUIRED_TABLE = "public.pagerduty_webhook_events"
+# The table of the newest migration the API needs (0011, maintenance windows; 0009's PagerDuty
+# webhooks and 0008's audit log before it, without which the API cannot write at all).
+REQUIRED_TABLE = "public.maintenance_windows"
 
 
 class Database:
@@ -113,22 +113,40 @@ async def _errors() -> AsyncIterator[None]:
         raise ApiError("db_unavailable", "the database is unavailable; retry") from None
 
 
-# A row the alerts policy judges like any other (WITH CHECK of "Operations team access to
-# alerts"). It is never kept: see may_write_alerts.
-_ALERTS_PROBE = """
+# Probe rows the spec's policies judge like any other (the WITH CHECK of a FOR ALL policy is
+# its USING expression, so the answer to "may I insert this?" is also "may I see rows?").
+# They are never kept: see policy_admits.
+ALERTS_PROBE = """
 INSERT INTO infrastructure_alerts (alert_type, severity, service_name, alert_title, alert_description)
 VALUES ('wsinfra-api-probe', 'info', 'wsinfra-api', 'probe', 'probe')
 """
+# "Admin access to infrastructure metrics": admin, or a service_role token.
+METRICS_PROBE = """
+INSERT INTO infrastructure_metrics (service_name, region, metric_type, metric_value, metric_unit)
+VALUES ('wsinfra-api-probe', 'probe', 'probe', 0, 'probe')
+"""
+# "Finance team access to costs": admin or finance. A provider name and a period no real row
+# has, so the table's UNIQUE constraint cannot answer in the policy's place.
+COSTS_PROBE = """
+INSERT INTO cost_tracking (service_provider, service_category, billing_period_start,
+    billing_period_end, usage_quantity, usage_unit, cost_usd)
+VALUES ('wsinfra-api-probe', 'probe', '1900-01-01', '1900-01-02', 0, 'probe', 0)
+"""
 
 
-async def may_write_alerts(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether the alerts policy lets the caller write alerts: an INSERT tried under a savepoint
-    that is always rolled back. RLS's own WITH CHECK answers, so no role list lives in Python
-    and a change of the policy changes the answer."""
+async def policy_admits(conn: psycopg.AsyncConnection[Any], probe: str) -> bool:
+    """Whether the table's row-level security policy admits the caller: the probe INSERT is
+    tried under a savepoint that is always rolled back. RLS's own WITH CHECK answers, so no
+    role list lives in Python and a change of the policy changes the answer."""
     try:
         async with conn.transaction():
-            await conn.execute(_ALERTS_PROBE)
+            await conn.execute(probe)
             raise psycopg.Rollback()  # undo the probe row, keep the outer transaction
     except psycopg.errors.InsufficientPrivilege:
         return False
     return True
+
+
+async def may_write_alerts(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the alerts policy lets the caller write alerts."""
+    return await policy_admits(conn, ALERTS_PROBE)

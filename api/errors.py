@@ -33,12 +33,19 @@ STATUS = {
     "not_found": 404,
     "method_not_allowed": 405,
     "already_resolved": 409,
+    # A maintenance window that overlaps another of a same service, or would take a service
+    # over its monthly maintenance budget, or is already over.
+    "maintenance_conflict": 409,
     # 5xx: something we depend on is not answering; nothing was written.
     "internal": 500,
     "alertmanager_refused": 502,
     "alertmanager_unavailable": 503,
+    # A Vercel deploy hook: refused (4xx, e.g. deleted) or answered without a job; unreachable.
+    "vercel_refused": 502,
+    "vercel_unavailable": 503,
     "db_unavailable": 503,
     "jwks_unavailable": 503,
+    "prometheus_unavailable": 503,
     "machine_user_unprovisioned": 503,
 }
 REASONS = tuple(STATUS)

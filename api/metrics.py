@@ -36,6 +36,10 @@ PAGERDUTY_OUTCOMES = (
 )
 # The route label of a request no route matched.
 UNMATCHED = "unmatched"
+# The result label of api_escalations_total (api/escalation.py): its whole value set.
+ESCALATION_RESULTS = ("escalated", "ended", "failed")
+# The operation label of api_prometheus_errors_total (api.prometheus.Prometheus's two calls).
+PROMETHEUS_OPERATIONS = ("query", "query_range")
 
 
 class Metrics:
@@ -77,12 +81,31 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.prometheus_errors = Counter(
+            "api_prometheus_errors",
+            "Calls to Prometheus that failed (unreachable, timed out, 5xx, or a query it "
+            "refused), by operation; the request was answered 503 prometheus_unavailable.",
+            ["operation"],
+            registry=registry,
+        )
+        for op in PROMETHEUS_OPERATIONS:
+            self.prometheus_errors.labels(op)
         for outcome in PAGERDUTY_OUTCOMES:
             self.pagerduty_webhooks.labels(outcome)
         for reason in REASONS:
             self.rejected.labels(reason)
         for op in OPERATIONS:
             self.alertmanager_errors.labels(op)
+        self.escalations = Counter(
+            "api_escalations",
+            "Critical alerts escalated to the second level (escalated), escalations ended because "
+            "the alert was acknowledged or resolved (ended), and escalation steps that failed "
+            "(failed: Alertmanager or the database; nothing was marked, the next tick retries).",
+            ["result"],
+            registry=registry,
+        )
+        for result in ESCALATION_RESULTS:
+            self.escalations.labels(result)
         for result in ("undone", "failed"):
             self.compensations.labels(result)
         registry.register(_State(ready))

@@ -14,6 +14,8 @@ from api.config import Machine
 from api.db import Database
 from api.errors import ApiError
 from api.metrics import Metrics
+from api.prometheus import Prometheus
+from api.vercel_hooks import VercelHooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class Services:
     auth: Authenticator
     metrics: Metrics
     settings: Settings
+    prometheus: Prometheus
     machines: tuple[Machine, ...] = ()
     # None: PagerDuty webhooks are not configured (the webhook answers 404).
     pagerduty: PagerDutySettings | None = None
@@ -50,6 +53,8 @@ class Services:
     machines_provisioned: bool = False
     # The last readiness check's answer (api_up).
     ready: bool = False
+    # The Vercel deploy hooks POST /deployments calls (None: none configured; it answers 422).
+    deploy_hooks: VercelHooks | None = None
 
 
 SERVICES = web.AppKey("services", Services)

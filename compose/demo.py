@@ -11,7 +11,12 @@ import yaml
 # Fake credentials the local sink accepts; they open nothing anywhere else.
 DEMO_SLACK_PATH = "T0DEMO/B0DEMO/demo-webhook-token"
 DEMO_SLACK_CHANNEL = "#ops-alerts"
+# Finance's own Slack app in the demo: billing alerts show in the sink under #finance.
+DEMO_FINANCE_SLACK_PATH = "T0DEMO/B0FINANCE/demo-finance-webhook-token"
+DEMO_FINANCE_SLACK_CHANNEL = "#finance"
 DEMO_PAGER_KEY = "demo0000000000000000000000000000"  # 32 characters, as PagerDuty requires
+# The escalation service (alertmanager.yml receiver `escalation`, api/escalation.py).
+DEMO_PAGER_ESCALATION_KEY = "demoescalation000000000000000000"
 DEMO_RECORDER_TOKEN = "demo-recorder-token"  # noqa: S105 - demo-only, opens nothing
 
 
@@ -207,6 +212,28 @@ DEMO_API_JWT_SECRET = "demo-api-jwt-secret-0000000000000000"  # noqa: S105 - dem
 DEMO_API_TOKEN = "demo-api-ops-token-00000000000000000000"  # noqa: S105 - demo-only
 DEMO_API_MACHINE_USER = "00000000-0000-4000-8000-0000000000a1"
 DEMO_API_ISSUER = "http://127.0.0.1/wsinfra-demo/auth/v1"
+# A second demo machine caller, role developer: the deployments policy lets it deploy (POST
+# /deployments through the demo Vercel's deploy hook); the ops one is refused.
+DEMO_API_DEVELOPER_TOKEN = "demo-api-developer-token-000000000000000"  # noqa: S105 - demo-only
+DEMO_API_DEVELOPER_USER = "00000000-0000-4000-8000-0000000000a2"
+# The demo Vercel's deploy hook for project web, branch main (production). Like a real hook's,
+# its URL is a secret file (vercel_deploy_hook_url) the API and the fake both read.
+DEMO_DEPLOY_HOOK_ID = "demoHookMain00000001"
+DEPLOY_HOOK_FILE = "vercel_deploy_hook_url"
+
+
+def demo_deploy_hook_url(vercel_api_url: str) -> str:
+    return (
+        f"{vercel_api_url.rstrip('/')}/v1/integrations/deploy/"
+        f"{DEMO_VERCEL_PROJECT_ID}/{DEMO_DEPLOY_HOOK_ID}"
+    )
+
+
+def write_demo_deploy_hook(secrets_dir: Path, vercel_api_url: str) -> None:
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    path = secrets_dir / DEPLOY_HOOK_FILE
+    path.write_text(demo_deploy_hook_url(vercel_api_url) + "\n", encoding="utf-8")
+    path.chmod(0o600)
 
 
 def demo_api_config(
@@ -215,6 +242,7 @@ def demo_api_config(
     secrets_dir: str,
     alertmanager_url: str,
     runbook_base_url: str,
+    prometheus_url: str,
 ) -> dict[str, Any]:
     """The operator API on the stack's database and Alertmanager, with one machine caller
     (role ops) whose token the demo writes beside its other secrets."""
@@ -230,9 +258,26 @@ def demo_api_config(
                 "token_file": f"{secrets_dir}/api_demo_token",
                 "role": "ops",
                 "user_id": DEMO_API_MACHINE_USER,
-            }
+            },
+            {
+                "name": "demo-developer",
+                "token_file": f"{secrets_dir}/api_demo_developer_token",
+                "role": "developer",
+                "user_id": DEMO_API_DEVELOPER_USER,
+            },
         ],
+        "deploy_hooks": {
+            "hooks": [
+                {
+                    "project": "web",
+                    "environment": "production",
+                    "git_branch": "main",
+                    "hook_url_file": f"{secrets_dir}/{DEPLOY_HOOK_FILE}",
+                }
+            ]
+        },
         "alertmanager_url": alertmanager_url,
+        "prometheus_url": prometheus_url,
         "runbook_base_url": runbook_base_url,
     }
 
@@ -241,13 +286,16 @@ def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "slack_webhook_url": f"{sink_url.rstrip('/')}/services/{DEMO_SLACK_PATH}",
+        "slack_finance_webhook_url": f"{sink_url.rstrip('/')}/services/{DEMO_FINANCE_SLACK_PATH}",
         "pagerduty_routing_key": DEMO_PAGER_KEY,
+        "pagerduty_escalation_routing_key": DEMO_PAGER_ESCALATION_KEY,
         "recorder_token": DEMO_RECORDER_TOKEN,
         # The demo Vercel sends deployment webhooks to the recorder, signed with this.
         "vercel_webhook_secret": "demo-vercel-webhook-secret",
         "supabase_access_token": "sbp_demo0000000000000000000000000000000000",
         "api_jwt_secret": DEMO_API_JWT_SECRET,
         "api_demo_token": DEMO_API_TOKEN,
+        "api_demo_developer_token": DEMO_API_DEVELOPER_TOKEN,
     }
     for name, value in files.items():
         path = secrets_dir / name
@@ -262,8 +310,12 @@ def sink_args(listen: str, secrets_dir: str) -> list[str]:
         listen,
         "--slack-webhook-url-file",
         f"{secrets_dir}/slack_webhook_url={DEMO_SLACK_CHANNEL}",
+        "--slack-webhook-url-file",
+        f"{secrets_dir}/slack_finance_webhook_url={DEMO_FINANCE_SLACK_CHANNEL}",
         "--pager-key-file",
         f"{secrets_dir}/pagerduty_routing_key",
+        "--pager-key-file",
+        f"{secrets_dir}/pagerduty_escalation_routing_key",
     ]
 
 

@@ -43,6 +43,8 @@ def supabase_api(stack: Stack, service: Service) -> list[str]:
 
 def vercel_api(stack: Stack, service: Service) -> list[str]:
     demo.write_demo_tokens(stack.secrets, demo.VERCEL_SECRET_FILES.values())
+    # The operator API's demo deploy hook: the fake serves the hook the file names.
+    demo.write_demo_deploy_hook(stack.secrets, stack.url(service.port.key))
     return [
         "--listen", stack.listen(service.port.key),
         "--secrets-dir", str(stack.secrets),

@@ -27,7 +27,11 @@ _SECRET_REF = re.compile(r"^[^#\n]*?config/local/secrets/([A-Za-z0-9_]+)", re.M)
 # What to put in each secret file: the placeholder says it, and `check` repeats it.
 SECRET_HELP = {
     "slack_webhook_url": "the Slack incoming-webhook URL (https://hooks.slack.com/services/…)",
+    "slack_finance_webhook_url": "the incoming-webhook URL of finance's Slack channel "
+    "(https://hooks.slack.com/services/…), where billing alerts go",
     "pagerduty_routing_key": "the PagerDuty Events API v2 integration (routing) key, 32 characters",
+    "pagerduty_escalation_routing_key": "the Events API v2 integration (routing) key of the "
+    "PagerDuty service escalations page (the second level), 32 characters",
     "vercel_webhook_secret": "the secret of the Vercel webhook that sends deployment events",
     "github_webhook_secret": "the secret of the GitHub webhook that sends deployment events",
     "vercel_api_token": "a Vercel access token that can read the team's deployments",
@@ -44,6 +48,10 @@ SECRET_HELP = {
     "api_db_password": "the password of the operator API's database role",
     "api_jwt_secret": "the Supabase project's JWT secret (Settings → API), at least 32 bytes",
     "api_grafana_token": "a bearer token of at least 32 characters for the Grafana machine caller",
+    "vercel_deploy_hook_web_main": (
+        "the URL of the Vercel deploy hook of project web, branch main "
+        "(https://api.vercel.com/v1/integrations/deploy/<project id>/<hook id>)"
+    ),
 }
 
 
@@ -59,6 +67,11 @@ PARTS = {
     "uptime": Part("the targets to probe", config="uptime.yaml"),
     "slack": Part("notifications to Slack", secrets=("slack_webhook_url",)),
     "pagerduty": Part("pages to PagerDuty (criticals)", secrets=("pagerduty_routing_key",)),
+    "finance": Part("billing alerts to Slack #finance", secrets=("slack_finance_webhook_url",)),
+    "escalation": Part(
+        "escalations (criticals unacknowledged for 15 min) to a second PagerDuty service",
+        secrets=("pagerduty_escalation_routing_key",),
+    ),
     "vercel": Part("the Vercel exporter (API and drains)", config="vercel.yaml"),
     "supabase": Part("the Supabase exporter", config="supabase.yaml"),
     "billing": Part("the billing exporter", config="billing.yaml", folders=("invoices/supabase",)),
@@ -71,6 +84,10 @@ PARTS = {
 DEFAULT_PARTS = ("uptime", "slack")
 # Stack-level secrets: required ones must exist; the others switch their feature on.
 STACK_SECRETS = {"slack_webhook_url": True, "pagerduty_routing_key": False}
+# Without it, #finance posts go through slack_webhook_url (alertmanager/runtime.py).
+STACK_SECRETS["slack_finance_webhook_url"] = False
+# Without it, escalations reach Slack only (alertmanager/runtime.py).
+STACK_SECRETS["pagerduty_escalation_routing_key"] = False
 STACK_SECRETS |= dict.fromkeys(PARTS["webhooks"].secrets, False)
 
 
@@ -167,14 +184,17 @@ def secret_problem(path: Path, required: bool) -> str | None:
     if value.startswith("\ufeff"):
         # An editor's byte-order mark would be part of the secret: every signature would fail.
         return f"{_shown(path)}: starts with a byte-order mark: save it as UTF-8 without BOM"
-    if path.name == "slack_webhook_url":
+    if path.name in ("slack_webhook_url", "slack_finance_webhook_url"):
         url = re.match(r"(https?)://(\[[^\]\s]*\]|[^\s/:\[]+)(?::\d+)?/\S+$", value)
         if not url:
             return f"{_shown(path)}: not a URL: {SECRET_HELP[path.name]}"
         # The URL is the credential: plain http only to this machine (a local stand-in).
         if url[1] == "http" and url[2] not in ("127.0.0.1", "localhost", "[::1]"):
             return f"{_shown(path)}: not https: {SECRET_HELP[path.name]}"
-    if path.name == "pagerduty_routing_key" and not re.fullmatch(r"[A-Za-z0-9]{32}", value):
+    if path.name in (
+        "pagerduty_routing_key",
+        "pagerduty_escalation_routing_key",
+    ) and not re.fullmatch(r"[A-Za-z0-9]{32}", value):
         return f"{_shown(path)}: not 32 letters and digits: {SECRET_HELP[path.name]}"
     return None
 

@@ -158,7 +158,10 @@ def api(stack: Stack, service: Service) -> list[str]:
             str(stack.secrets),
             stack.url("ALERTMANAGER").rstrip("/"),
             stack.url("RECORDER", "/runbooks"),
+            stack.url("PROMETHEUS").rstrip("/"),
         )
+        # The demo Vercel's deploy hook (also written when the fake starts; the same content).
+        demo.write_demo_deploy_hook(stack.secrets, stack.url("VERCEL_API"))
         config.write_text(demo.dump(doc, "# DEMO: the operator API (compose/demo.py)\n"))
     else:
         config = stack.config_dir / "api.yaml"
@@ -167,7 +170,12 @@ def api(stack: Stack, service: Service) -> list[str]:
 
 
 def api_label(stack: Stack) -> str:
-    token = f"; ops token: {stack.secrets / 'api_demo_token'}" if stack.demo else ""
+    token = (
+        f"; ops token: {stack.secrets / 'api_demo_token'}, developer (may deploy): "
+        f"{stack.secrets / 'api_demo_developer_token'}"
+        if stack.demo
+        else ""
+    )
     return f"operator API /api/infrastructure/ (openapi.json){token}"
 
 
@@ -266,6 +274,11 @@ def alertmanager(stack: Stack, service: Service) -> list[str]:
             pagerduty_url=stack.url("SINK", "/v2/enqueue") if stack.demo else None,
             # Real mode pages only with a routing key (./wsinfra init --with pagerduty).
             pagerduty=stack.demo or (stack.secrets / "pagerduty_routing_key").is_file(),
+            # Escalations page the escalation service only with its own key (else Slack only).
+            pagerduty_escalation=stack.demo
+            or (stack.secrets / "pagerduty_escalation_routing_key").is_file(),
+            # #finance through its own webhook when given (./wsinfra init --with finance).
+            finance_slack=stack.demo or (stack.secrets / "slack_finance_webhook_url").is_file(),
             recorder_url=f"http://{stack.listen('RECORDER')}",
         ),
     )

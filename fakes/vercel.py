@@ -6,6 +6,9 @@ The API serves a week of deployment history and a new deployment every few minut
 posts signed log, trace and Speed Insights batches every `--interval` seconds, with errors
 and latency following the demo platform's mode (`./wsinfra fault error|slow|ok`), and with
 `--recorder` sends each deployment's Vercel webhooks (created, succeeded or error) as it happens.
+With `vercel_deploy_hook_url` in the secrets dir (the operator API's demo hook), that hook
+deploys `main` to production: POST /api/infrastructure/deployments → a new deployment here →
+its webhooks → deployment_history.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from aiohttp import web
 
-from fakes.vercel_api import FakeDeployment, VercelApiState, make_app, timeline
+from fakes.vercel_api import FakeDeployment, FakeHook, VercelApiState, make_app, timeline
 from fakes.vercel_drains import Sender, sign
 
 log = logging.getLogger("fakes.vercel")
@@ -140,6 +144,11 @@ async def _serve(args: argparse.Namespace) -> None:
     state = VercelApiState(token=token, team_id=args.team_id)
     now = time.time()
     state.add(timeline(args.project_id, "web", now - 7 * 86400, now + 2 * 86400, args.deploy_every))
+    hook_file = secrets_dir / "vercel_deploy_hook_url"
+    if hook_file.exists():
+        # .../v1/integrations/deploy/<project id>/<hook id>: serve the hook the API will call.
+        project_id, hook_id = urlsplit(hook_file.read_text().strip()).path.split("/")[-2:]
+        state.hooks.append(FakeHook(project_id, hook_id, "main", "production", "web"))
     runner = web.AppRunner(make_app(state, health=True), access_log=None)
     await runner.setup()
     host, _, port = args.listen.rpartition(":")

@@ -1,4 +1,5 @@
-"""Vercel REST API: `GET /v6/deployments` and `/v7/deployments`, strict, per ../shared/apis.md §1.
+"""Vercel REST API: `GET /v6/deployments` and `/v7/deployments`, strict, per ../shared/apis.md §1;
+and Deploy Hooks, `POST /v1/integrations/deploy/<project id>/<hook id>[?buildCache=false]`.
 
 Strict like the real one: Bearer token (403 `forbidden` otherwise), team scope by `teamId` or
 `slug`, only documented query parameters (400 `bad_request` for others), `limit` 1-100,
@@ -8,6 +9,13 @@ limits with X-RateLimit-Limit/Remaining/Reset (absolute epoch seconds) and 429 `
 Deployments live on a timeline: each has created/building/ready (or error) times, and what a
 request sees depends on the fake's clock: not yet created, QUEUED, BUILDING, then READY or
 ERROR. Tests and benchmarks drive the clock; the demo uses real time.
+
+Deploy hooks (vercel.com/docs/deploy-hooks): no token, the URL is the credential; GET and POST
+both trigger ("send a GET or POST request to the provided URL"); the answer is
+`{"job": {"id", "state": "PENDING", "createdAt"}}`. An unknown project or hook id is a 404 in
+Vercel's error shape. Each trigger is recorded (`hook_calls`) and, for a hook that names its
+deployment, adds a deployment of the hook's branch to the timeline: queued now, building a few
+seconds later, then READY (the demo's webhooks then report it like any other).
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ LIST_PARAMS = frozenset(
 )
 STATES = frozenset({"BUILDING", "ERROR", "INITIALIZING", "QUEUED", "READY", "CANCELED", "BLOCKED"})
 FAULTS = ("500", "502", "429", "malformed", "truncated", "timeout", "shape")
+_UID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+# Hook job ids look like okzCd50AIap1O31g0gne (the deploy hooks page's example).
+_JOB_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def _err(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -151,6 +162,32 @@ def timeline(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class FakeHook:
+    """A deploy hook as Vercel keeps it: one project, one branch."""
+
+    project_id: str
+    hook_id: str
+    ref: str
+    # "production" when `ref` is the project's production branch, else None (a preview).
+    target: str | None = None
+    # The project's name: set, a trigger adds a deployment to the timeline.
+    name: str | None = None
+    build_s: float = 45.0
+
+
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """One accepted trigger, as a test asserts it."""
+
+    method: str
+    project_id: str
+    hook_id: str
+    query: dict[str, str]
+    job_id: str
+    created_ms: int
+
+
 @dataclass
 class VercelApiState:
     token: str
@@ -165,10 +202,14 @@ class VercelApiState:
     # Called after each answered list request: tests change the data between pages with it.
     after_request: Callable[[VercelApiState], None] | None = None
     _window: tuple[int, int] = (0, 0)  # (window start epoch s, used)
+    hooks: list[FakeHook] = field(default_factory=list)
+    hook_calls: list[HookCall] = field(default_factory=list)
 
     def add(self, items: list[FakeDeployment]) -> None:
-        self.deployments.extend(items)
-        self.deployments.sort(key=lambda d: d.created_ms, reverse=True)
+        # A new list, swapped in whole: the demo's webhook thread iterates the old one meanwhile.
+        self.deployments = sorted(
+            [*self.deployments, *items], key=lambda d: d.created_ms, reverse=True
+        )
 
     def remove(self, uid: str) -> None:
         self.deployments = [d for d in self.deployments if d.uid != uid]
@@ -320,6 +361,58 @@ def make_app(state: VercelApiState, *, health: bool = False) -> web.Application:
             )
         return resp
 
+    async def deploy_hook(request: web.Request) -> web.StreamResponse:
+        q = dict(request.query)
+        state.requests.append((request.path, q))
+        fault = state.faults.pop(0) if state.faults else None
+        if fault in ("500", "502"):
+            return _err(
+                int(fault), "internal_server_error", "An unexpected internal error occurred"
+            )
+        if fault == "timeout":
+            await asyncio.sleep(3600)
+        project_id = request.match_info["project"]
+        hook_id = request.match_info["hook"]
+        hook = next(
+            (h for h in state.hooks if (h.project_id, h.hook_id) == (project_id, hook_id)), None
+        )
+        if hook is None:
+            return _err(404, "not_found", "Deploy Hook not found")
+        unknown = sorted(set(q) - {"buildCache"})
+        if unknown:
+            return _err(
+                400,
+                "bad_request",
+                f"Invalid request: should NOT have additional property `{unknown[0]}`.",
+            )
+        if q.get("buildCache", "true") not in ("true", "false"):
+            return _err(400, "bad_request", "Invalid request: `buildCache` should be boolean.")
+        now_ms = int(state.clock() * 1000)
+        rng = random.Random(f"{hook_id}:{len(state.hook_calls)}")
+        job_id = "".join(rng.choice(_JOB_ALPHABET) for _ in range(20))
+        state.hook_calls.append(HookCall(request.method, project_id, hook_id, q, job_id, now_ms))
+        if hook.name is not None:
+            uid = "dpl_" + "".join(rng.choice(_UID_ALPHABET) for _ in range(24))
+            state.add(
+                [
+                    FakeDeployment(
+                        uid=uid,
+                        project_id=project_id,
+                        name=hook.name,
+                        created_ms=now_ms + 1000,
+                        building_ms=now_ms + 3000,
+                        done_ms=now_ms + 3000 + int(hook.build_s * 1000),
+                        outcome="READY",
+                        target=hook.target,
+                        sha=f"{rng.getrandbits(160):040x}",
+                        ref=hook.ref,
+                    )
+                ]
+            )
+        if fault == "malformed":
+            return web.Response(text="<html>Bad gateway</html>", content_type="text/html")
+        return web.json_response({"job": {"id": job_id, "state": "PENDING", "createdAt": now_ms}})
+
     async def not_found(request: web.Request) -> web.Response:
         state.requests.append((request.path, dict(request.query)))
         return _err(404, "not_found", "The requested path was not found")
@@ -332,5 +425,7 @@ def make_app(state: VercelApiState, *, health: bool = False) -> web.Application:
         app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/v6/deployments", list_deployments)
     app.router.add_get("/v7/deployments", list_deployments)
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/v1/integrations/deploy/{project}/{hook}", deploy_hook)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

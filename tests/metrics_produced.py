@@ -83,6 +83,15 @@ def _recorder_metric_names() -> set[str]:
         return {sample.name for fam in registry.collect() for sample in fam.samples}
 
 
+def _api_metric_names() -> set[str]:
+    """The operator API's series the rules read (api_maintenance_window_active)."""
+    from api.maintenance import ActiveGauge
+
+    gauge = ActiveGauge(("vercel",))
+    gauge.active = frozenset()
+    return {sample.name for fam in gauge.collect() for sample in fam.samples}
+
+
 def recorded_names() -> set[str]:
     out = set()
     for path in sorted(GENERATED.glob("*.yml")):
@@ -93,4 +102,10 @@ def recorded_names() -> set[str]:
 
 @cache
 def produced() -> frozenset[str]:
-    return frozenset(golden_sample_names() | _recorder_metric_names() | recorded_names() | EXTERNAL)
+    return frozenset(
+        golden_sample_names()
+        | _recorder_metric_names()
+        | _api_metric_names()
+        | recorded_names()
+        | EXTERNAL
+    )

@@ -30,8 +30,12 @@ from exporters.billing.config import BillingConfig
 from exporters.billing.cost_tracking import CostTrackingWriter
 from exporters.billing.focus import Batch
 from exporters.billing.ledger import Ledger
+from exporters.billing.recommendations import Recommendation, recommend
 from exporters.billing.snapshot import Snapshot, SourceView
 from exporters.billing.sources import ERROR_REASONS, FETCH_ERRORS, Source
+
+# Recommendations exported (the largest savings first): each is a series, so a bounded number.
+MAX_RECOMMENDATIONS = 10
 
 log = logging.getLogger("exporters.billing")
 
@@ -91,6 +95,8 @@ class BillingJob:
             for s in sources
         }
         self.figures: figures.Figures | None = None
+        # The top MAX_RECOMMENDATIONS of the current month, recomputed with the figures.
+        self.recommendations: tuple[Recommendation, ...] = ()
         self._write_lock = asyncio.Lock()
         self._published = 0  # generation of the figures
         self._written = 0  # generation last handed to cost_tracking
@@ -180,6 +186,8 @@ class BillingJob:
         try:
             self.ledger.prune(self.window()[0])
             self.figures = figures.compute(self.ledger, self.today(), self.cfg.top_services)
+            found = recommend(self.figures.current, self.figures.previous, self.cfg.recommendations)
+            self.recommendations = tuple(found[:MAX_RECOMMENDATIONS])
         except Exception:  # a bug here must not stop the job; the last figures stay
             log.exception("billing figures failed")
             return
@@ -210,6 +218,7 @@ class BillingJob:
             monthly_budget_usd=self.cfg.monthly_budget_usd,
             sources=tuple(self._view(name) for name in sorted(self.loops)),
             figures=self.figures,
+            recommendations=self.recommendations,
             cost_tracking=self.writer.view() if self.writer is not None else None,
         )
 

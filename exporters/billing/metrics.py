@@ -163,6 +163,17 @@ def collect(snap: Snapshot) -> Iterator[Metric]:
         base.add_metric([prov], float(s.baseline))
     elapsed = (f.today - f.current.start).days / days_in_month(f.current.start)
     yield from (billed, effective, services, proj, rate, prev, day, base)
+    recs = GaugeMetricFamily(
+        "billing_recommendation_potential_savings_usd",
+        "Estimated monthly saving of a cost recommendation (exporters/billing/recommendations.py "
+        "rules), the largest ten; effort_level is low, medium or high. " + CACHED,
+        labels=["rule", "provider", "service", "effort_level"],
+    )
+    for r in snap.recommendations:
+        recs.add_metric(
+            [r.rule, r.provider, r.service, r.effort_level], float(r.potential_savings_usd)
+        )
+    yield recs
     yield GaugeMetricFamily(
         "billing_month_elapsed_ratio",
         "Share of the UTC month completed (whole days before today / days in the month).",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from exporters.billing.figures import Figures
+from exporters.billing.recommendations import Recommendation
 
 # Why a cost_tracking write failed (the `reason` label).
 COST_TRACKING_REASONS = ("unavailable", "schema")
@@ -45,6 +46,8 @@ class Snapshot:
     sources: tuple[SourceView, ...]
     figures: Figures | None  # None until the first refresh has run
     cost_tracking: CostTrackingView | None  # None when cost_tracking is not configured
+    # The current month's largest recommendations (exporters.billing.job.MAX_RECOMMENDATIONS).
+    recommendations: tuple[Recommendation, ...] = ()
 
     @property
     def up(self) -> bool:

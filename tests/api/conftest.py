@@ -127,6 +127,9 @@ def write_config(tmp_path: Path, **overrides: Any) -> tuple[ApiConfig, Secrets, 
             }
         ],
         "alertmanager_url": "http://127.0.0.1:9",
+        # No background escalation loop in tests that do not ask for one: it would escalate the
+        # seeded critical behind their back (tests/api/test_escalation.py ticks it directly).
+        "escalation": {"enabled": False},
         "ack_ttl": "10m",
         "max_body_bytes": 4096,
     }

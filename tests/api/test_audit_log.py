@@ -78,4 +78,6 @@ async def test_the_migration_is_recorded_and_its_policies_exist(seeded: tuple[st
     assert policies == [
         ("Admins read the audit log", "SELECT"),
         ("Callers append their own audit rows", "INSERT"),
+        # Migration 0010: the escalation loop's own rows (actor_kind 'system').
+        ("Escalation appends its own audit rows", "INSERT"),
     ]

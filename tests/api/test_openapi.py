@@ -15,8 +15,9 @@ from aiohttp.test_utils import TestClient
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from api.app import OPENAPI, load_openapi, make_app
-from api.bodies import AlertActionRequest, Body, CreateAlertRequest
+from api.bodies import AlertActionRequest, Body, CreateAlertRequest, DeploymentRequest
 from api.errors import REASONS
+from api.maintenance import WindowRequest
 from tests.api.conftest import write_config
 
 DOC: dict[str, Any] = yaml.safe_load(OPENAPI.read_text())
@@ -36,7 +37,12 @@ def test_error_codes_are_the_codes_the_api_answers_with() -> None:
 
 @pytest.mark.parametrize(
     ("model", "schema"),
-    [(CreateAlertRequest, "CreateAlertRequest"), (AlertActionRequest, "AlertActionRequest")],
+    [
+        (CreateAlertRequest, "CreateAlertRequest"),
+        (AlertActionRequest, "AlertActionRequest"),
+        (DeploymentRequest, "DeploymentRequest"),
+        (WindowRequest, "MaintenanceWindowRequest"),
+    ],
 )
 def test_request_schemas_name_the_models_fields(model: type[Body], schema: str) -> None:
     doc = DOC["components"]["schemas"][schema]

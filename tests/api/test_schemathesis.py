@@ -6,6 +6,7 @@ the PagerDuty webhook (signed, not bearer-authenticated) refuses every unsigned 
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from compose.processes import free_port, python_argv, spawn, stop, wait_ready
 from tests.api.conftest import as_user, pagerduty_config, write_config
+from tests.api.prometheus_data import openmetrics, prometheus_with
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +56,71 @@ CONFIG = schemathesis.Config.from_dict(
 
 
 @pytest.fixture
-def served_api(seeded: tuple[str, Any], alertmanager: str, tmp_path: Path) -> Iterator[str]:
+def vercel_hook(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The demo's fake Vercel serving one deploy hook (web, production, main); the API's
+    deploy_hooks config for it. POST /deployments then reaches Vercel, not only its checks."""
+    secrets = tmp_path / "vercel-secrets"
+    secrets.mkdir()
+    (secrets / "vercel_api_token").write_text("schemathesis-vercel-token\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/integrations/deploy/prj_schemathesis/schemathesisHook"
+    (secrets / "vercel_deploy_hook_url").write_text(url + "\n")
+    argv = python_argv(
+        "fakes.vercel", "--listen", f"127.0.0.1:{port}", "--secrets-dir", str(secrets)
+    )
+    proc = spawn(argv, tmp_path / "vercel.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/-/healthy", proc=proc, timeout=20)
+        yield {
+            "hooks": [
+                {
+                    "project": "web",
+                    "environment": "production",
+                    "git_branch": "main",
+                    "hook_url_file": str(secrets / "vercel_deploy_hook_url"),
+                }
+            ]
+        }
+    finally:
+        stop(proc)
+
+
+def _recent_samples() -> str:
+    """An hour of a few recording rules' samples, so /metrics and /costs compute real values
+    (a Prometheus that does not answer would be a 503, which this test counts as a failure)."""
+    now = time.time()
+    points = [(now - 3600 + 30 * k, 1.0 + k % 7) for k in range(118)]
+    return openmetrics(
+        [
+            ("project:vercel_requests:rate5m", {"project": "web"}, points),
+            ("target:uptime_probe_errors:ratio_rate5m", {"target": "web"}, points),
+            ("supabase_active_users", {"job": "supabase", "window": "30d"}, points),
+        ]
+    )
+
+
+@pytest.fixture
+def served_prometheus(tmp_path: Path) -> Iterator[str]:
+    with prometheus_with(_recent_samples(), tmp_path / "prometheus") as url:
+        yield url
+
+
+@pytest.fixture
+def served_api(
+    seeded: tuple[str, Any],
+    alertmanager: str,
+    tmp_path: Path,
+    vercel_hook: dict[str, Any],
+    served_prometheus: str,
+) -> Iterator[str]:
     dsn, _ = seeded
     # With PagerDuty webhooks configured: generated deliveries are unsigned (401), not 404.
     _, _, path = write_config(
         tmp_path,
         database={"conninfo": dsn},
         alertmanager_url=alertmanager,
+        deploy_hooks=vercel_hook,
+        prometheus_url=served_prometheus,
         **pagerduty_config(tmp_path),
     )
     port = free_port()
@@ -113,11 +173,18 @@ def test_every_operation_answers_as_its_schema_says(served_api: str) -> None:
     # Every documented operation but the document itself (schemathesis skips the schema's
     # own URL; test_openapi.py checks it is served).
     assert {op.label for op in operations} == {
+        "GET /api/infrastructure/health",
         "GET /api/infrastructure/alerts",
         "POST /api/infrastructure/alerts",
         "PUT /api/infrastructure/alerts",
         "GET /api/infrastructure/deployments",
+        "POST /api/infrastructure/deployments",
+        "GET /api/infrastructure/metrics",
+        "GET /api/infrastructure/costs",
         "POST /api/infrastructure/webhooks/pagerduty",
+        "GET /api/infrastructure/maintenance",
+        "POST /api/infrastructure/maintenance",
+        "DELETE /api/infrastructure/maintenance/{id}",
         "GET /metrics",
         "GET /-/healthy",
         "GET /-/ready",
@@ -151,8 +218,21 @@ def test_every_operation_answers_as_its_schema_says(served_api: str) -> None:
         ("/api/infrastructure/alerts", "PUT", "422"),
         ("/api/infrastructure/deployments", "GET", "200"),
         ("/api/infrastructure/deployments", "GET", "422"),
+        # The documented example deploys through the fake Vercel's hook; generated branches
+        # have none.
+        ("/api/infrastructure/deployments", "POST", "202"),
+        ("/api/infrastructure/deployments", "POST", "422"),
+        # Generated filters reach Prometheus (200) or are refused (422).
+        ("/api/infrastructure/metrics", "GET", "200"),
+        ("/api/infrastructure/metrics", "GET", "422"),
+        ("/api/infrastructure/costs", "GET", "200"),
         # Generated deliveries carry no valid X-PagerDuty-Signature: refused before parsing.
         ("/api/infrastructure/webhooks/pagerduty", "POST", "401"),
+        # The documented example window is made (201); generated ones are refused with a reason.
+        ("/api/infrastructure/maintenance", "GET", "200"),
+        ("/api/infrastructure/maintenance", "POST", "201"),
+        ("/api/infrastructure/maintenance", "POST", "422"),
+        ("/api/infrastructure/maintenance/{id}", "DELETE", "404"),
     ):
         assert answered.get((route, method, code), 0) > 0, (route, method, code, answered)
     assert not any(code.startswith("5") for _, _, code in answered), answered

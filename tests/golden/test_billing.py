@@ -11,9 +11,10 @@ from pathlib import Path
 
 from exporters.billing import figures
 from exporters.billing.app import BillingExporter
-from exporters.billing.config import BillingConfig
+from exporters.billing.config import BillingConfig, Recommendations
 from exporters.billing.focus import Key, Totals
 from exporters.billing.ledger import Ledger
+from exporters.billing.recommendations import recommend
 from exporters.billing.snapshot import CostTrackingView, Snapshot, SourceView
 from tests.golden import check_golden, render_golden
 
@@ -70,6 +71,7 @@ def _ledger() -> Ledger:
 
 
 def snapshot() -> Snapshot:
+    figs = figures.compute(_ledger(), TODAY, 2)
     return Snapshot(
         monthly_budget_usd=D(500),
         sources=(
@@ -110,8 +112,10 @@ def snapshot() -> Snapshot:
                 errors={"rate_limited": 1, "server": 2},
             ),
         ),
-        figures=figures.compute(_ledger(), TODAY, 2),
+        figures=figs,
         cost_tracking=CostTrackingView(last_success=NOW - 30, errors={"unavailable": 1}),
+        # None here (no rule fires on this ledger): the family is rendered empty.
+        recommendations=tuple(recommend(figs.current, figs.previous, Recommendations())),
     )
 
 

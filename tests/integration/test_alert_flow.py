@@ -37,6 +37,17 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.mark.slow
+def api_health(stack: Stack) -> dict[str, Any]:
+    """GET /health as the demo's ops machine caller."""
+    token = (stack.run_dir_path / "demo" / "secrets" / "api_demo_token").read_text().strip()
+    req = urllib.request.Request(  # noqa: S310 - loopback
+        stack.url("API", "/api/infrastructure/health"),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+        return dict(json.loads(resp.read()))
+
+
 def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
     # 1. Healthy: every target probed from both regions, the pipeline alive (Watchdog reaches
     #    Alertmanager), and nobody notified.
@@ -77,6 +88,26 @@ def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
         ),
         timeout=90,
     )
+
+    # The operator API's /health on the same data: Vercel and Supabase seen and healthy,
+    # Redis and the external APIs watched by nothing in the demo, so offline.
+    expected = {
+        "vercel": "healthy",
+        "supabase": "healthy",
+        "redis": "offline",
+        "external_apis": "offline",
+    }
+    health = wait_for(
+        "/health: Vercel and Supabase healthy, Redis and external APIs offline",
+        lambda: (
+            (h := api_health(stack))
+            and {k: v["status"] for k, v in h["services"].items()} == expected
+            and h
+        ),
+        timeout=30,
+    )
+    assert health["overall_status"] == "degraded"
+    assert health["services"]["vercel"]["region_status"], health
 
     # 2. Slow but within bounds: measured, and still nobody notified.
     assert stack.cli("fault", "slow", "--delay", "1.2").returncode == 0
@@ -125,6 +156,13 @@ def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
     )
     assert pages[0]["event"]["payload"]["severity"] == "critical"
     assert "UptimeTargetDown" in pages[0]["event"]["payload"]["summary"]
+    # /health says so: the paged web targets belong to Vercel's service.
+    health = wait_for(
+        "/health: Vercel critical",
+        lambda: (h := api_health(stack)) and h["services"]["vercel"]["status"] == "critical" and h,
+        timeout=30,
+    )
+    assert health["overall_status"] == "critical"
     # Latency inhibition: a down target's slow-response alert must not reach anyone.
     assert not [m for m in stack.messages()["slack"] if "UptimeResponseTimeHigh" in m["text"]]
 

@@ -25,7 +25,7 @@ SPEC_TABLES = {
 
 async def test_fresh_apply_then_rerun_is_a_no_op(pg_dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
-        assert await migrate.apply(conn) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        assert await migrate.apply(conn) == list(range(1, migrate.head() + 1))
         assert await migrate.apply(conn) == []
         assert await migrate.current(conn) == migrate.head()
         cur = await conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -62,7 +62,7 @@ async def test_concurrent_migrators_serialize_on_the_lock(pg_dsn: str) -> None:
             return await migrate.apply(conn)
 
     results = await asyncio.gather(run(), run(), run())
-    assert sorted(results, key=len) == [[], [], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    assert sorted(results, key=len) == [[], [], list(range(1, migrate.head() + 1))]
 
 
 async def test_an_edited_applied_migration_is_refused(pg_dsn: str, tmp_path: Path) -> None:

@@ -199,10 +199,15 @@ def test_compose_vercel_config_is_valid_and_its_secrets_are_provided() -> None:
     ]
     assert {str(f) for f in files if f} == provided
     # The demo feed signs with the same drain secrets the exporter checks.
-    feed = set(DOC["services"]["vercel-api"]["secrets"]) - {"vercel_webhook_secret"}
+    feed = set(DOC["services"]["vercel-api"]["secrets"]) - {
+        "vercel_webhook_secret",
+        "vercel_deploy_hook_url",
+    }
     assert feed <= set(DOC["services"]["vercel"]["secrets"])
     # ... and its deployment webhooks with the recorder's secret.
     assert "vercel_webhook_secret" in DOC["services"]["recorder"]["secrets"]
+    # It serves the deploy hook the operator API calls (the same secret file).
+    assert "vercel_deploy_hook_url" in DOC["services"]["api"]["secrets"]
     assert cfg.api.base_url == "http://vercel-api:9783"
     assert cfg.api.state_file is not None
     assert any(str(cfg.api.state_file.parent) in v for v in DOC["services"]["vercel"]["volumes"])
