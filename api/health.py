@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from api.alertmanager import rfc3339
+from api.auth import Identity
 from api.bodies import no_query
 from api.config import Health, HealthSource
 from api.db import Database, may_write_alerts
@@ -235,7 +236,8 @@ class HealthCache:
         self.queries = {**QUERIES, "up": up_query(health)}
         self.snapshot: Snapshot | None = None
         self._refreshing: asyncio.Task[Snapshot] | None = None
-        self.callers: OrderedDict[str, tuple[float, bool, list[dict[str, Any]]]] = OrderedDict()
+        self.callers: OrderedDict[str, CallerHalf] = OrderedDict()
+        self._caller_refresh: dict[str, asyncio.Task[CallerHalf]] = {}
         self.max_callers = max_callers
 
     async def _build(self) -> Snapshot:
@@ -282,18 +284,57 @@ class HealthCache:
         else:
             log.warning("health refresh failed", extra={"error": type(exc).__name__})
 
-    def caller_half(self, key: str) -> tuple[bool, list[dict[str, Any]]] | None:
+    async def caller_half(self, who: Identity, db: Database) -> CallerHalf:
+        """The caller's half: fresh for refresh_interval; then served stale (for at most as long
+        again) while one refresh per caller runs, so a burst of one caller's requests makes
+        one database transaction, not one each."""
+        key = who.claims_json
+        now = time.monotonic()
         entry = self.callers.get(key)
-        if entry is None or time.monotonic() - entry[0] >= self.health.refresh_interval:
-            return None
-        self.callers.move_to_end(key)
-        return entry[1], entry[2]
+        if entry is not None:
+            self.callers.move_to_end(key)
+            if now - entry.at < self.health.refresh_interval:
+                return entry
+        task = self._caller_refresh.get(key)
+        if task is None:
+            task = asyncio.create_task(_read_caller_half(who, db))
+            self._caller_refresh[key] = task
+            task.add_done_callback(lambda t: self._keep_caller(key, t))
+        if entry is not None and now - entry.at < 2 * self.health.refresh_interval:
+            return entry
+        return await asyncio.shield(task)
 
-    def keep_caller_half(self, key: str, allowed: bool, deployments: list[dict[str, Any]]) -> None:
-        self.callers[key] = (time.monotonic(), allowed, deployments)
+    def _keep_caller(self, key: str, task: asyncio.Task[CallerHalf]) -> None:
+        self._caller_refresh.pop(key, None)
+        if task.cancelled() or task.exception() is not None:
+            return  # the awaiting request answers the error; nothing kept
+        self.callers[key] = task.result()
         self.callers.move_to_end(key)
         while len(self.callers) > self.max_callers:
             self.callers.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHalf:
+    at: float
+    allowed: bool
+    deployments: list[dict[str, Any]]
+
+
+async def _read_caller_half(who: Identity, db: Database) -> CallerHalf:
+    async with db.as_caller(who) as conn:
+        allowed = await may_write_alerts(conn)
+        rows = await (await conn.execute(_RECENT)).fetchall() if allowed else []
+    deployments = [
+        {
+            "environment": env,
+            "status": status,
+            "deployed_at": rfc3339(at),
+            "git_branch": branch or "",
+        }
+        for env, status, at, branch in rows
+    ]
+    return CallerHalf(time.monotonic(), allowed, deployments)
 
 
 HEALTH = web.AppKey("health", HealthCache)
@@ -311,28 +352,12 @@ async def get_health(request: web.Request) -> web.Response:
     cache = request.app[HEALTH]
     who = await caller(request)
     no_query(request)
-    half = cache.caller_half(who.claims_json)
-    if half is None:
-        async with services.db.as_caller(who) as conn:
-            allowed = await may_write_alerts(conn)
-            rows = await (await conn.execute(_RECENT)).fetchall() if allowed else []
-        deployments = [
-            {
-                "environment": env,
-                "status": status,
-                "deployed_at": rfc3339(at),
-                "git_branch": branch or "",
-            }
-            for env, status, at, branch in rows
-        ]
-        cache.keep_caller_half(who.claims_json, allowed, deployments)
-    else:
-        allowed, deployments = half
-    if not allowed:
+    half = await cache.caller_half(who, services.db)
+    if not half.allowed:
         raise ApiError(
             "forbidden",
             "the alerts policy does not admit this caller (admin, developer or ops), and the "
             "statuses are built from alerts",
         )
     body = await cache.platform()
-    return web.json_response({**body, "recent_deployments": deployments})
+    return web.json_response({**body, "recent_deployments": half.deployments})

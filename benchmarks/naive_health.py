@@ -1,6 +1,6 @@
 """The naive GET /health the operator API is measured against: the same answer, built the
-obvious way, on every request: one Prometheus query per figure per service (issued
-concurrently) and one database query for the recent deployments. No snapshot, no sharing.
+obvious way, on every request: one Prometheus query per figure per service (one after
+another) and one database query for the recent deployments. No snapshot, no sharing.
 
 Run (benchmarks/api_health.py does): python -m benchmarks.naive_health --listen 127.0.0.1:PORT
     --prometheus URL --conninfo DSN --token-file FILE
@@ -9,7 +9,6 @@ Run (benchmarks/api_health.py does): python -m benchmarks.naive_health --listen 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hmac
 from pathlib import Path
 from typing import Any
@@ -72,13 +71,13 @@ def make_app(prometheus: str, conninfo: str, token: str) -> web.Application:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if not hmac.compare_digest(given.encode(), token.encode()):
             return web.json_response({"error": "missing_token"}, status=401)
-        jobs: dict[tuple[str, str], Any] = {}
+        # One query per figure, one after another: the handler as first written.
+        answers: dict[tuple[str, str], Any] = {}
         for name, (alert_service, exporter, uptime) in SERVICES.items():
             for figure, promql in figures(alert_service, exporter, uptime).items():
-                jobs[(name, figure)] = query(promql)
+                answers[(name, figure)] = await query(promql)
         for figure, promql in GLOBAL.items():
-            jobs[("global", figure)] = query(promql)
-        answers = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
+            answers[("global", figure)] = await query(promql)
         async with pool.connection() as conn:
             rows = await (
                 await conn.execute(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from api import health as health_module
 from api.health import HEALTH
 from tests.api.conftest import as_user, start_client, write_config
 from tests.api.scraped_prometheus import ScrapedPrometheus, scraped_prometheus
@@ -190,6 +191,7 @@ async def test_prometheus_down_is_503(
 
 
 async def test_one_refresh_serves_many_callers(
+    monkeypatch: pytest.MonkeyPatch,
     seeded: tuple[str, dict[str, uuid.UUID]],
     alertmanager: str,
     prometheus: ScrapedPrometheus,
@@ -218,11 +220,27 @@ async def test_one_refresh_serves_many_callers(
         return await original()
 
     health._build = counting  # type: ignore[method-assign]
+    reads = 0
+    original_read = health_module._read_caller_half
+
+    async def counting_read(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await original_read(*args)
+
+    monkeypatch.setattr(health_module, "_read_caller_half", counting_read)
     answers = await asyncio.gather(
         *(client.get("/api/infrastructure/health", headers=as_user("ops")) for _ in range(20))
     )
     assert [r.status for r in answers] == [200] * 20
     assert builds == 1
+    # One caller's burst is one database transaction too.
+    assert reads == 1
+    answers = await asyncio.gather(
+        *(client.get("/api/infrastructure/health", headers=as_user(r)) for r in ("admin", "ops"))
+    )
+    assert [r.status for r in answers] == [200, 200]
+    assert (builds, reads) == (1, 2)
 
 
 async def test_a_maintenance_window_shows_as_maintenance(
