@@ -124,7 +124,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     )
 
 
-async def _alertmanager(services: Services, call: Awaitable[T]) -> T:
+async def alertmanager_call(services: Services, call: Awaitable[T]) -> T:
     """An Alertmanager call whose failure is a 503 (or 502 when it refused us), counted."""
     try:
         return await call
@@ -164,17 +164,7 @@ def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> AuditEntry:
-    return AuditEntry(
-        actor_user_id=who.user_id,
-        actor_kind=who.kind,
-        actor_machine=who.machine,
-        action=action,
-        target_table=TABLE,
-        target_id=target_id,
-        before=before,
-        after=after,
-        request_id=request[REQUEST_ID],
-    )
+    return who.audit(action, TABLE, target_id, before, after, request[REQUEST_ID])
 
 
 def manual_alert(
@@ -238,7 +228,7 @@ async def create_alert(request: web.Request) -> web.Response:
             # this caller may create alerts is the alerts policy's answer, asked directly.
             if not await may_write_alerts(conn):
                 raise ApiError("forbidden", "row-level security does not let you create alerts")
-            await _alertmanager(services, services.alertmanager.post_alerts([alert]))
+            await alertmanager_call(services, services.alertmanager.post_alerts([alert]))
             ended = {**alert, "endsAt": rfc3339(datetime.now(UTC))}
             undo = lambda: services.alertmanager.post_alerts([ended])  # noqa: E731
             await writes.append_audit(
@@ -342,7 +332,7 @@ async def _acknowledge(
                 ends = now + timedelta(seconds=services.settings.ack_ttl)
                 ends = ends.replace(microsecond=ends.microsecond // 1000 * 1000)
                 silence = _silence(labels, now, ends, who, req)
-                silence_id = await _alertmanager(
+                silence_id = await alertmanager_call(
                     services, services.alertmanager.create_silence(silence)
                 )
                 sid = silence_id
@@ -436,7 +426,7 @@ async def resolve_locked(
     am = services.alertmanager
     labels = alert_labels(before)
     manual = _is_manual(labels)
-    ended = manual or not labels or not await _alertmanager(services, am.firing(labels))
+    ended = manual or not labels or not await alertmanager_call(services, am.firing(labels))
     after = await writes.resolve_alert(conn, alert_id, notes, ended=ended, by=by)
     if after is None:
         return None
@@ -450,7 +440,7 @@ async def resolve_locked(
             "annotations": annotations if isinstance(annotations, dict) else {},
             "startsAt": _row_time(before.get("triggered_at")) or rfc3339(now),
         }
-        await _alertmanager(services, am.post_alerts([{**alert, "endsAt": rfc3339(now)}]))
+        await alertmanager_call(services, am.post_alerts([{**alert, "endsAt": rfc3339(now)}]))
         refire = {
             **alert,
             "endsAt": rfc3339(now + timedelta(seconds=services.settings.incident_max_duration)),

@@ -26,6 +26,7 @@ from aiohttp import web
 from api.config import Machine
 from api.errors import ApiError
 from common.ingress import header_bytes
+from schema.rows import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,28 @@ class Identity:
         if self.machine is not None:
             return f"machine:{self.machine}"
         return str(self.user_id)
+
+    def audit(
+        self,
+        action: str,
+        table: str,
+        target_id: str | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        request_id: str | None,
+    ) -> AuditEntry:
+        """The audit row of a write this caller made (its INSERT policy wants auth.uid())."""
+        return AuditEntry(
+            actor_user_id=self.user_id,
+            actor_kind=self.kind,
+            actor_machine=self.machine,
+            action=action,
+            target_table=table,
+            target_id=target_id,
+            before=before,
+            after=after,
+            request_id=request_id,
+        )
 
 
 def _unauthorized(code: str, reason: str) -> ApiError:

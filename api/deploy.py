@@ -33,7 +33,6 @@ from api.errors import ApiError
 from api.state import REQUEST_ID, SERVICES, caller
 from api.vercel_hooks import Hook, HookFailed, VercelHooks
 from schema import writes
-from schema.rows import AuditEntry
 
 log = logging.getLogger(__name__)
 TABLE = "deployment_history"
@@ -137,15 +136,12 @@ async def create_deployment(request: web.Request) -> web.Response:
                 ) from None
             await writes.append_audit(
                 conn,
-                AuditEntry(
-                    actor_user_id=who.user_id,
-                    actor_kind=who.kind,
-                    actor_machine=who.machine,
-                    action="deployment.create",
-                    target_table=TABLE,
-                    target_id=job.id,
-                    before=None,
-                    after={
+                who.audit(
+                    "deployment.create",
+                    TABLE,
+                    job.id,
+                    None,
+                    {
                         "hook": {
                             "project": hook.project,
                             "environment": hook.environment,
@@ -159,7 +155,7 @@ async def create_deployment(request: web.Request) -> web.Response:
                         },
                         "estimated_duration_minutes": minutes,
                     },
-                    request_id=request[REQUEST_ID],
+                    request[REQUEST_ID],
                 ),
             )
     except BaseException:

@@ -40,8 +40,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 from pydantic import Field, StringConstraints
 
-from api.alertmanager import AlertmanagerError, AlertmanagerUnavailable, rfc3339
-from api.alerts import take_back
+from api.alertmanager import rfc3339
+from api.alerts import alertmanager_call, take_back
 from api.auth import Identity
 from api.bodies import Body, no_query, read_body
 from api.config import ApiConfig, Machine
@@ -301,23 +301,6 @@ async def check_conflicts(
 # --- Alertmanager ----------------------------------------------------------------------------
 
 
-async def _am(services: Services, call: Awaitable[T]) -> T:
-    """An Alertmanager call whose failure is a 503 (502 when it refused), counted."""
-    try:
-        return await call
-    except AlertmanagerError as exc:
-        services.metrics.alertmanager_errors.labels(exc.operation).inc()
-        log.warning(
-            "alertmanager call failed", extra={"operation": exc.operation, "reason": exc.reason}
-        )
-        code = (
-            "alertmanager_unavailable"
-            if isinstance(exc, AlertmanagerUnavailable)
-            else "alertmanager_refused"
-        )
-        raise ApiError(code, f"Alertmanager: {exc.reason}; nothing was changed") from None
-
-
 def silence_for(window_id: uuid.UUID, w: Window, starts: datetime, who: Identity) -> dict[str, Any]:
     """The window's silence: every alert of its services, from `starts` to its end."""
     if len(w.services) == 1:
@@ -341,9 +324,9 @@ async def _expire(services: Services, silence_id: str | None) -> None:
     an expired silence is an error there)."""
     if silence_id is None:
         return
-    state = await _am(services, services.alertmanager.silence_state(silence_id))
+    state = await alertmanager_call(services, services.alertmanager.silence_state(silence_id))
     if state in ("active", "pending"):
-        await _am(services, services.alertmanager.expire_silence(silence_id))
+        await alertmanager_call(services, services.alertmanager.expire_silence(silence_id))
 
 
 # --- the writes (shared by the API and the file sync) ----------------------------------------
@@ -386,16 +369,13 @@ def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> AuditEntry:
-    return AuditEntry(
-        actor_user_id=who.user_id,
-        actor_kind=who.kind,
-        actor_machine=who.machine,
-        action=action,
-        target_table=TABLE,
-        target_id=str(target_id),
-        before=None if before is None else _jsonable(before),
-        after=None if after is None else _jsonable(after),
-        request_id=request_id,
+    return who.audit(
+        action,
+        TABLE,
+        str(target_id),
+        None if before is None else _jsonable(before),
+        None if after is None else _jsonable(after),
+        request_id,
     )
 
 
@@ -443,7 +423,9 @@ async def create_window(
             await check_conflicts(conn, m.settings, window_id, w)
             now = datetime.now(UTC)
             silence = silence_for(window_id, w, max(now, w.starts_at), who)
-            silence_id = await _am(services, services.alertmanager.create_silence(silence))
+            silence_id = await alertmanager_call(
+                services, services.alertmanager.create_silence(silence)
+            )
             undo = lambda: services.alertmanager.expire_silence(silence_id)  # noqa: E731
             await cur.execute(_SET_SILENCE, (silence_id, window_id))
             row = await cur.fetchone()

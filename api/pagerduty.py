@@ -50,7 +50,6 @@ from common.ingress import (
     strict_json,
 )
 from schema import writes
-from schema.rows import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -524,16 +523,13 @@ async def _write(
             continue
         await writes.append_audit(
             conn,
-            AuditEntry(
-                actor_user_id=who.user_id,
-                actor_kind=who.kind,
-                actor_machine=who.machine,
-                action=_ACTIONS[event.event_type],
-                target_table=TABLE,
-                target_id=str(row_id),
-                before=before,
-                after={**after, "pagerduty": info},
-                request_id=request[REQUEST_ID],
+            who.audit(
+                _ACTIONS[event.event_type],
+                TABLE,
+                str(row_id),
+                before,
+                {**after, "pagerduty": info},
+                request[REQUEST_ID],
             ),
         )
         done += 1
