@@ -36,6 +36,7 @@ from api.auth import Identity
 from api.bodies import AlertActionRequest, CreateAlertRequest, no_query, read_body
 from api.db import may_write_alerts
 from api.errors import ApiError
+from api.notices import acknowledgement_notice, tell_ops
 from api.state import REQUEST_ID, SERVICES, Services, caller
 from schema import writes
 from schema.rows import AuditEntry
@@ -281,9 +282,12 @@ def _action_response(
     row: dict[str, Any],
     silence_id: str | None = None,
     silence_ends: datetime | None = None,
+    ops_notified: bool | None = None,
 ) -> web.Response:
+    extra = {} if ops_notified is None else {"ops_notified": ops_notified}
     return web.json_response(
         {
+            **extra,
             "id": str(row["id"]),
             "action": action,
             "state": state,
@@ -346,7 +350,11 @@ async def _acknowledge(
         if undo is not None:
             await take_back(services, "create acknowledgement silence", undo)
         raise
-    return _action_response("acknowledge", "acknowledged", after, silence_id, ends)
+    # Committed: now the ops channel is told who took it (best effort: notices.py).
+    told = await tell_ops(
+        services, acknowledgement_notice(before, who.display, req.notes, "the operator API")
+    )
+    return _action_response("acknowledge", "acknowledged", after, silence_id, ends, told)
 
 
 async def _lock_open(

@@ -40,6 +40,7 @@ from aiohttp import web
 from api.alerts import TABLE, Undo, resolve_locked, take_back
 from api.auth import Identity
 from api.errors import ApiError
+from api.notices import acknowledgement_notice, tell_ops
 from api.state import REQUEST_ID, SERVICES, PagerDutySettings, Services
 from common.ingress import (
     BadRequest,
@@ -477,13 +478,23 @@ async def _apply(
                 groups = await writes.active_alert_groups(conn)
                 rows = incident_rows(groups, event.incident_key, pd.route_keys)
             done = 0
+            acked: list[dict[str, Any]] = []
             if rows:
-                done = await _write(request, services, pd, who, conn, event, rows, undos)
+                done = await _write(request, services, pd, who, conn, event, rows, undos, acked)
             await writes.finish_pagerduty_event(conn, event.event_id, done)
     except BaseException:
         for undo in undos:
             await take_back(services, "end manual incident", undo)
         raise
+    if acked:
+        # Committed: the ops channel is told who took it, once per incident (notices.py).
+        notice = acknowledgement_notice(acked[0], _agent_name(event.agent), None, "PagerDuty")
+        if len(acked) > 1:
+            notice["annotations"]["description"] += (
+                f"\n…and {len(acked) - 1} more alert(s) of PagerDuty incident "
+                f"#{event.number or event.incident_id}"
+            )
+        await tell_ops(services, notice)
     return ("applied" if done else "unmatched"), done
 
 
@@ -496,8 +507,10 @@ async def _write(
     event: IncidentEvent,
     rows: list[UUID],
     undos: list[Undo],
+    acked: list[dict[str, Any]],
 ) -> int:
-    """Apply the event to each row and audit it; how many were written."""
+    """Apply the event to each row and audit it; how many were written. The rows acknowledged
+    (as they were before) are added to `acked`."""
     responder, email = await _responder(conn, pd, event.agent)
     info = _pagerduty_json(request, event, responder, email)
     done = 0
@@ -507,6 +520,8 @@ async def _write(
         after: dict[str, Any] | None
         if event.event_type == "incident.acknowledged":
             after = await writes.acknowledge_alert(conn, row_id, by=responder)
+            if after is not None:
+                acked.append(before)
         elif event.event_type == "incident.resolved":
             prior = before.get("resolution_notes")
             note = _resolution_note(event, email if responder else None)

@@ -36,7 +36,7 @@ from common.config import ConfigError
 from compose.processes import alertmanager_argv, free_port, spawn, stop, wait_ready
 from fakes.pagerduty import Incident, PagerDuty, pagerduty_id
 from fakes.pagerduty_webhooks import USER_AGENT, Delivery, User, WebhookSender, sign
-from fakes.sink import PAGER, make_sink
+from fakes.sink import PAGER, SLACK, make_sink
 from recorder.app import make_app as make_recorder
 from recorder.config import Database as RecorderDatabase
 from recorder.config import Secrets as RecorderSecrets
@@ -821,8 +821,9 @@ async def test_alertmanager_pages_and_a_pagerduty_acknowledgement_reaches_the_re
             )
 
         ((stored_key,),) = await _wait("the recorder's notification", recorded)
-        # The recorder's group key is its route's: Route.Key() of the first child, no matchers.
-        assert stored_key == f'{{}}/{{}}:{{alertname="{name}", service="checkout"}}'
+        # The recorder's group key is its route's: Route.Key() of the first child, with its
+        # one matcher (everything but notices).
+        assert stored_key == f'{{}}/{{kind!="notice"}}:{{alertname="{name}", service="checkout"}}'
         # What Alertmanager sent PagerDuty: sha256 of the pager route's group key.
         want = _sha256(f'{PAGER_ROUTE}:{{alertname="{name}", service="checkout"}}')
 
@@ -848,5 +849,16 @@ async def test_alertmanager_pages_and_a_pagerduty_acknowledgement_reaches_the_re
             name,
         )
         assert acked == [("c1", ALICE), ("w1", None)]
+
+        # The ops channel is told who took it in PagerDuty (once for the incident).
+        async def told() -> list[str]:
+            return [
+                m.text()
+                for m in sink.app[SLACK].messages
+                if m.channel == "#ops-alerts" and "acknowledged via PagerDuty" in m.text()
+            ]
+
+        (text,) = await _wait("the acknowledgement notice in #ops-alerts", told)
+        assert "Alice Example (PagerDuty user PALICE1) acknowledged: " in text, text
     finally:
         stop(am)

@@ -39,6 +39,19 @@ def notifies_a_person(receiver: dict[str, Any]) -> bool:
     return bool(integrations(receiver) - {"webhook_configs"})
 
 
+# Receivers of notices (kind="notice"), which are not alerts.
+NOTICE_RECEIVERS = {"ops-notices"}
+
+
+def test_notices_reach_only_the_notice_receiver() -> None:
+    routes = DOC["route"]["routes"]
+    notice = [r for r in routes if r.get("matchers") == ['kind="notice"']]
+    assert [r["receiver"] for r in notice] == sorted(NOTICE_RECEIVERS)
+    assert notice[0].get("continue") is not True
+    # Right after the mirror, so no route above it can take a notice.
+    assert routes.index(notice[0]) == 1
+
+
 def recorder_hooks(receiver: dict[str, Any]) -> list[dict[str, Any]]:
     return [h for h in receiver.get("webhook_configs", []) if h["url"] == WEBHOOK]
 
@@ -47,7 +60,11 @@ def recorder_hooks(receiver: dict[str, Any]) -> list[dict[str, Any]]:
 def test_every_receiver_is_either_the_mirror_or_tells_the_record(name: str) -> None:
     receiver = RECEIVERS[name]
     hooks = recorder_hooks(receiver)
-    if name in RECORD_ONLY_RECEIVERS:
+    if name in NOTICE_RECEIVERS:
+        # Notices (who acknowledged what) tell people but are no alerts: never recorded.
+        assert notifies_a_person(receiver)
+        assert not hooks, f"{name} carries notices, which are not alert rows"
+    elif name in RECORD_ONLY_RECEIVERS:
         assert not notifies_a_person(receiver), f"{name} is the record-only mirror"
         assert len(hooks) == 1
     elif notifies_a_person(receiver):
@@ -73,7 +90,8 @@ def test_every_alert_reaches_the_mirror_first() -> None:
     first = DOC["route"]["routes"][0]
     assert first["receiver"] in RECORD_ONLY_RECEIVERS
     assert first.get("continue") is True
-    assert not first.get("matchers")
+    # Everything but notices (kind="notice"); an alert without a kind label matches.
+    assert first.get("matchers") == ['kind!="notice"']
     assert not first.get("match")
     assert not first.get("match_re")
     assert not first.get("mute_time_intervals")
