@@ -82,6 +82,10 @@ class Identity:
         )
 
 
+# Year 9999: any date a NumericDate may sensibly hold.
+MAX_NUMERIC_DATE = 253402300800
+
+
 def _unauthorized(code: str, reason: str) -> ApiError:
     return ApiError(code, reason, CHALLENGE)
 
@@ -300,6 +304,16 @@ class Authenticator:
                 if isinstance(exc, kind):
                     raise _unauthorized(code, reason) from None
             raise  # unreachable: InvalidTokenError is the last row
+        # RFC 7519: exp, nbf and iat are NumericDates. PyJWT also takes "9999999999" (a string)
+        # and 10**30 (past any date it can check); neither is a token Supabase issues.
+        for name in ("exp", "nbf", "iat"):
+            value = claims.get(name)
+            if name in claims and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value < MAX_NUMERIC_DATE
+            ):
+                raise _unauthorized("malformed_token", f"the token's {name} is not a NumericDate")
         return self._user(claims)
 
     @staticmethod

@@ -107,7 +107,7 @@ async def read_body(request: web.Request, model: type[B], max_bytes: int) -> B:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BadRequest("too_large", f"body over {max_bytes} bytes", 413) from None
-        doc = strict_json(body)
+        doc = strict_json(body, unique_keys=True)
     except BadRequest as exc:
         raise ApiError(exc.reason, exc.detail) from None
     if not isinstance(doc, dict):

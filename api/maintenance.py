@@ -195,7 +195,7 @@ def _parse_time(name: str, text: str) -> datetime:
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
         return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
         raise ApiError("invalid_request", f"{name}: not a valid date and time") from None
 
 
@@ -255,6 +255,12 @@ def check_shape(settings: MaintenanceSettings, w: Window, now: datetime, *, grac
         raise ApiError("invalid_request", why)
     if w.ends_at <= now:
         raise ApiError("invalid_request", f"the window ended at {rfc3339(w.ends_at)}: it is past")
+    if w.starts_at > now + timedelta(seconds=settings.max_ahead):
+        raise ApiError(
+            "invalid_request",
+            f"starts_at is {rfc3339(w.starts_at)}, more than maintenance.max_ahead "
+            f"({settings.max_ahead / 86400:g} days) ahead",
+        )
     if grace and w.starts_at < now - timedelta(seconds=settings.start_grace):
         raise ApiError(
             "invalid_request",
@@ -469,10 +475,12 @@ async def end_window(
                 )
             now = datetime.now(UTC)
             if _state(before, now) == "ended":
+                ended_at = before.get("ended_at")
                 raise ApiError(
                     "maintenance_conflict",
-                    f"the window is already over (it ended at "
-                    f"{rfc3339(before['effective_ends_at'])})",
+                    f"the window was already ended or cancelled at {rfc3339(ended_at)}"
+                    if ended_at is not None
+                    else f"the window is already over (it ended at {rfc3339(before['ends_at'])})",
                 )
             await cur.execute(_END, (who.user_id, window_id))
             after = await cur.fetchone()
@@ -559,7 +567,7 @@ async def delete_window(request: web.Request) -> web.Response:
     who = await caller(request)
     no_query(request)
     text = request.match_info["id"]
-    if not _UUID.match(text):
+    if not _UUID.fullmatch(text):
         raise ApiError("invalid_request", "the window id must be a UUID")
     row = await end_window(services, who, request[REQUEST_ID], uuid.UUID(text))
     return web.json_response(window_json(row, datetime.now(UTC)))

@@ -115,6 +115,10 @@ class MaintenanceSettings(Strict):
     monthly_budget: Duration = 4 * 3600.0
     # The longest single window: a typo in a date must not silence a service for a month.
     max_window: Duration = 4 * 3600.0
+    # The shortest: a window of a second is a typo, and each window is a silence of its own.
+    min_window: Duration = 60.0
+    # How far ahead a window may be declared: a year-9999 date is a typo, not a plan.
+    max_ahead: Duration = 366 * 86400.0
     # A window may start this far in the past (the time it takes to type the request); further
     # back is refused: maintenance declared after the fact would rewrite the error budget.
     start_grace: Duration = 300.0
@@ -190,6 +194,10 @@ class MaintenanceSettings(Strict):
                 f"{', '.join(self.services)})"
             )
         length = (w.ends_at - w.starts_at).total_seconds()
+        if length < self.min_window:
+            return (
+                f"lasts {length:g} s, shorter than maintenance.min_window ({self.min_window:g} s)"
+            )
         if length > self.max_window:
             return (
                 f"lasts {length / 3600:g} h, longer than maintenance.max_window "

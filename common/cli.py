@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from common.config import ConfigError, describe_os_error, load_config, read_secret_files
 from common.logging import configure
+from common.web import QuietAppRunner
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -104,7 +105,7 @@ async def serve(
     **runner_kwargs: Any,
 ) -> None:
     """Serve until a signal; the app is built here, inside the loop its tasks will use."""
-    web_runner = web.AppRunner(make_app(), access_log=None, handle_signals=True, **runner_kwargs)
+    web_runner = QuietAppRunner(make_app(), access_log=None, handle_signals=True, **runner_kwargs)
     await web_runner.setup()
     try:
         await listen(web_runner, host, port)

@@ -38,10 +38,24 @@ def _no_constant(name: str) -> Any:
     raise BadRequest("invalid_json", f"{name} is not JSON (RFC 8259 has no NaN or Infinity)", 400)
 
 
-def strict_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse RFC 8259 JSON: no NaN/Infinity, at most `max_depth` levels of nesting."""
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BadRequest("invalid_json", f"key {json.dumps(key[:40])} appears twice", 400)
+            seen.add(key)
+    return doc
+
+
+def strict_json(body: bytes, max_depth: int = MAX_DEPTH, *, unique_keys: bool = False) -> Any:
+    """Parse RFC 8259 JSON: no NaN/Infinity, at most `max_depth` levels of nesting; with
+    `unique_keys`, an object naming a key twice is refused (RFC 8259 leaves its meaning open,
+    and "the last one wins" lets one body say two things: for what people send us)."""
+    hook = _unique_keys if unique_keys else None
     try:
-        doc = json.loads(body, parse_constant=_no_constant)
+        doc = json.loads(body, parse_constant=_no_constant, object_pairs_hook=hook)
     except BadRequest:
         raise
     except RecursionError:

@@ -15,14 +15,22 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STD}
 
 
+def _logfmt_value(text: str) -> str:
+    """Bare when it is plainly one token; else quoted with every quote, backslash and control
+    character escaped, so that a value from outside (an alert name, a header) can never end the
+    line or forge another key=value pair."""
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
+        return text
+    return json.dumps(text)
+
+
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         parts = [f"ts={ts}Z", f"level={record.levelname.lower()}", f"logger={record.name}"]
         parts.append(f"msg={json.dumps(record.getMessage())}")
         for key, value in _fields(record).items():
-            text = str(value)
-            parts.append(f"{key}={json.dumps(text) if ' ' in text or not text else text}")
+            parts.append(f"{key}={_logfmt_value(str(value))}")
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

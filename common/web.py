@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import html
 from collections.abc import AsyncIterator, Callable, Coroutine
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 
 async def healthy(_: web.Request) -> web.Response:
@@ -48,3 +51,49 @@ def background_tasks(
                     await t
 
     return ctx
+
+
+class _QuietRequestHandler(RequestHandler):
+    """aiohttp's connection handler, but a request it cannot parse (a line or header over its
+    limits, a bad method or version) is refused without repeating it: aiohttp's own answer
+    quotes the offending bytes (an Authorization header's token among them) and logs them with
+    a traceback. Here the answer is JSON naming only the status, and the log one line naming
+    only the error's type. Server errors (500) keep aiohttp's handling."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        self.logger.warning(
+            "malformed HTTP request refused",
+            extra={"status": status, "error": type(exc).__name__ if exc else "none"},
+        )
+        if request.writer.output_size > 0:
+            raise ConnectionError("answer already started; closing the connection")
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
+        resp = web.json_response(
+            {"error": "invalid_request", "reason": f"malformed HTTP request ({status} {phrase})"},
+            status=status,
+        )
+        resp.force_close()
+        return resp
+
+
+class _QuietServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class QuietAppRunner(web.AppRunner):
+    """web.AppRunner whose connections refuse unparseable requests quietly (_QuietRequestHandler)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # The same server, answering with the quiet handler (a subclass without state of its own).
+        server.__class__ = _QuietServer
+        return server

@@ -9,12 +9,12 @@ import logging
 import sys
 
 import psycopg
-from aiohttp import web
 
 from common import postgres, runbook_pages
 from common.cli import ListenError, add_common_flags, listen
 from common.config import ConfigError, describe_os_error, load_config
 from common.logging import configure
+from common.web import QuietAppRunner
 from recorder.app import make_app
 from recorder.config import RecorderConfig, Secrets
 from recorder.journal import Journal
@@ -55,7 +55,7 @@ async def _serve(
         journal=journal,
         runbooks=cfg.runbooks.directory or runbook_pages.DEFAULT_DIRECTORY,
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = QuietAppRunner(app, access_log=None)
     await runner.setup()
     try:
         await listen(runner, host, port)

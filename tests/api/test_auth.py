@@ -77,6 +77,25 @@ async def test_the_leeway_forgives_clock_skew_and_no_more() -> None:
 
 
 @pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": "9999999999"},  # a string PyJWT would read as a number
+        {"exp": 10**30},  # past any date
+        {"exp": True},
+        {"iat": "0"},
+        {"nbf": -5},
+    ],
+)
+async def test_dates_that_are_not_numeric_dates_are_refused(claims: dict[str, Any]) -> None:
+    """Found by an outside test: RFC 7519's NumericDate is a number of seconds; a string or an
+    absurd value is no token Supabase issues."""
+    with pytest.raises(ApiError) as err:
+        await identify(authenticator(), f"Bearer {token(USER, **claims)}")
+    assert err.value.code in ("malformed_token", "expired", "not_yet_valid"), err.value.reason
+    assert err.value.status == 401
+
+
+@pytest.mark.parametrize(
     ("header", "code"),
     [
         (None, "missing_token"),

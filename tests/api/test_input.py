@@ -52,6 +52,14 @@ async def api(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     [
         ("POST", b"{", "application/json", 400, "invalid_json"),
         ("POST", b'{"alert_type": NaN}', "application/json", 400, "invalid_json"),
+        # One body saying two things (the last key would win): refused.
+        (
+            "POST",
+            json.dumps(GOOD)[:-1].encode() + b', "severity": "info"}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),
         ("POST", b"[" * 100 + b"]" * 100, "application/json", 400, "invalid_json"),
         ("POST", b"\xff\xfe", "application/json", 400, "invalid_json"),
         ("POST", json.dumps(GOOD).encode(), "text/plain", 415, "unsupported_media_type"),

@@ -201,6 +201,9 @@ async def test_only_admins_may_declare_or_end_windows(
     assert resp.status == 404
     resp = await mapi.delete(f"{URL}/not-a-uuid", headers=as_user("admin"))
     assert resp.status == 422
+    # A UUID with a trailing newline passed a `$` check and was a 500.
+    resp = await mapi.delete(f"{URL}/{window['id']}%0A", headers=as_user("admin"))
+    assert resp.status == 422, await resp.text()
 
 
 async def test_overlapping_windows_of_a_same_service_are_refused(
@@ -252,6 +255,35 @@ async def test_past_malformed_and_over_long_windows_are_refused_with_a_reason(
         ({**_body(["vercel"], now, now), "starts_at": "2030-01-01T00:00:00"}, "starts_at"),
         ({**_body(["vercel"], now, now), "reason": "   "}, "reason"),
         ({**_body([], now, now)}, "services"),
+        # Found by an outside test: far dates were a 500 (OverflowError), a second a window.
+        (
+            {
+                **_body(["vercel"], now, now),
+                "starts_at": "9999-12-31T22:00:00Z",
+                "ends_at": "9999-12-31T23:00:00Z",
+            },
+            "max_ahead",
+        ),
+        (
+            {
+                **_body(["vercel"], now, now),
+                "starts_at": "9999-12-31T22:00:00-05:00",
+                "ends_at": "9999-12-31T23:00:00-05:00",
+            },
+            "not a valid date",
+        ),
+        (
+            {
+                **_body(["vercel"], now, now),
+                "starts_at": "0001-01-01T00:00:00+05:00",
+                "ends_at": "0001-01-01T01:00:00+05:00",
+            },
+            "not a valid date",
+        ),
+        (
+            _body(["vercel"], now + timedelta(hours=1), now + timedelta(hours=1, microseconds=1)),
+            "min_window",
+        ),
     ]
     for body, why in cases:
         resp = await mapi.post(URL, json=body, headers=as_user("admin"))
@@ -329,7 +361,7 @@ async def test_a_running_window_silences_its_service_and_ending_it_expires_the_s
     assert f'api_maintenance_window_active{{service="{unique}"}} 0.0' in metrics
     again = await mapi.delete(f"{URL}/{window['id']}", headers=as_user("admin"))
     assert again.status == 409
-    assert "already over" in (await again.json())["reason"]
+    assert "already ended or cancelled at " in (await again.json())["reason"]
     assert [
         r[0] for r in rows(dsn, "SELECT action FROM infrastructure_audit_log ORDER BY occurred_at")
     ] == [
