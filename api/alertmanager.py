@@ -12,7 +12,14 @@ import httpx
 
 log = logging.getLogger(__name__)
 
-OPERATIONS = ("post_alerts", "get_alerts", "create_silence", "expire_silence", "get_silence")
+OPERATIONS = (
+    "post_alerts",
+    "get_alerts",
+    "create_silence",
+    "expire_silence",
+    "get_silence",
+    "get_silences",
+)
 
 
 class AlertmanagerError(Exception):
@@ -65,26 +72,40 @@ class Alertmanager:
     async def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         await self._call("post_alerts", "POST", "/api/v2/alerts", json=alerts)
 
-    async def firing(self, labels: dict[str, str]) -> bool:
-        """Whether Alertmanager holds an unresolved alert with exactly these labels (silenced or
-        inhibited ones count: they still fire)."""
+    async def unresolved(self, alertname: str | None = None) -> list[dict[str, str]]:
+        """The label sets of every alert Alertmanager holds unresolved (silenced, inhibited and
+        not yet processed ones too: they still fire), of one alertname if given."""
         params: list[tuple[str, str]] = [
             ("active", "true"),
             ("silenced", "true"),
             ("inhibited", "true"),
             ("unprocessed", "true"),
         ]
-        if "alertname" in labels:
-            # Narrows the answer; the exact comparison below decides.
-            params.append(("filter", f"alertname={matcher_value(labels['alertname'])}"))
-        resp = await self._call("get_alerts", "GET", "/api/v2/alerts", params=params)
+        if alertname is not None:
+            params.append(("filter", f"alertname={matcher_value(alertname)}"))
+        alerts = await self._list("get_alerts", "/api/v2/alerts", params)
+        return [dict(a["labels"]) for a in alerts if isinstance(a.get("labels"), dict)]
+
+    async def firing(self, labels: dict[str, str]) -> bool:
+        """Whether Alertmanager holds an unresolved alert with exactly these labels."""
+        # The alertname filter narrows the answer; the exact comparison decides.
+        return labels in await self.unresolved(labels.get("alertname"))
+
+    async def silences(self) -> list[dict[str, Any]]:
+        """Every silence Alertmanager holds (active, pending and expired)."""
+        return await self._list("get_silences", "/api/v2/silences", [])
+
+    async def _list(
+        self, operation: str, path: str, params: list[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        resp = await self._call(operation, "GET", path, params=params)
         try:
-            alerts = resp.json()
+            items = resp.json()
         except ValueError:
-            raise AlertmanagerUnavailable("get_alerts", "answer is not JSON") from None
-        if not isinstance(alerts, list):
-            raise AlertmanagerUnavailable("get_alerts", "answer is not a list")
-        return any(isinstance(a, dict) and a.get("labels") == labels for a in alerts)
+            raise AlertmanagerUnavailable(operation, "answer is not JSON") from None
+        if not isinstance(items, list):
+            raise AlertmanagerUnavailable(operation, "answer is not a list")
+        return [i for i in items if isinstance(i, dict)]
 
     async def create_silence(self, silence: dict[str, Any]) -> str:
         resp = await self._call("create_silence", "POST", "/api/v2/silences", json=silence)

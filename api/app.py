@@ -38,6 +38,7 @@ from api.maintenance import install as install_maintenance
 from api.maintenance import refresh_gauge
 from api.metrics import UNMATCHED, Metrics, method_label
 from api.prometheus import Prometheus
+from api.reconcile import make_reconciler
 from api.state import REQUEST_ID, SERVICES, PagerDutySettings, Services, Settings
 from api.vercel_hooks import VercelHooks
 from common.web import healthy
@@ -229,6 +230,7 @@ def make_app(cfg: ApiConfig, secrets: Secrets, *, openapi_path: Path = OPENAPI) 
     app.cleanup_ctx.append(lifecycle)
     # After lifecycle: the loop starts once the pool is open and stops before it closes.
     make_escalator(app, cfg.escalation, cfg.runbook_base_url)
+    make_reconciler(app, cfg.reconcile, cfg.incident_max_duration)
     install_maintenance(app, cfg, registry, PREFIX)
     app.router.add_get(f"{PREFIX}/health", get_health)
     app.router.add_get(f"{PREFIX}/metrics", infra_metrics.get_metrics)

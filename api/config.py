@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from api.escalation_config import Escalation
 from api.maintenance_config import MaintenanceSettings
+from api.reconcile_config import Reconcile
 from api.vercel_hooks import DeployHooks, hook_urls
 from common.config import ConfigError, SecretFile, Strict, read_secret_files
 from common.durations import Duration
@@ -210,6 +211,9 @@ class ApiConfig(Strict):
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     # Criticals nobody acknowledged in time go to the second level (api/escalation.py).
     escalation: Escalation = Field(default_factory=Escalation)
+    # Open rows of alerts Alertmanager no longer holds are resolved (an alert that ended while
+    # silenced sends no resolved notification); lost manual incidents posted again.
+    reconcile: Reconcile = Field(default_factory=Reconcile)
     # How long the silence an acknowledgement creates lasts; ack again to extend it.
     ack_ttl: Duration = 4 * 3600.0
     # A manual incident fires until it is resolved through the API, or at most this long

@@ -72,6 +72,19 @@ class Database:
             )
             yield conn
 
+    @contextlib.asynccontextmanager
+    async def as_system(self, role: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A transaction as one of the system's own roles (the background loops': migrations
+        0010, 0012), without a caller's claims. Commits when the block ends, rolls back if it
+        raises; database errors propagate as psycopg's (the loops count and retry them)."""
+        async with (
+            self.pool.connection(timeout=self.cfg.acquire_timeout) as conn,
+            conn.transaction(),
+        ):
+            # `role` is one of our constants, never input.
+            await conn.execute(f"SET LOCAL ROLE {role}")
+            yield conn
+
     async def ready(self) -> bool:
         """Reachable, and migrated far enough for the API (REQUIRED_TABLE exists)."""
         try:

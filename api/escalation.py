@@ -193,16 +193,9 @@ class Escalator:
     def runbook_for(runbook_base_url: str) -> str:
         return f"{runbook_base_url.rstrip('/')}/Escalation.md#escalation"
 
-    @contextlib.asynccontextmanager
-    async def _as_system(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    def _as_system(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         """A transaction as ROLE. It commits when the block ends, rolls back if it raises."""
-        db = self.services.db
-        async with (
-            db.pool.connection(timeout=db.cfg.acquire_timeout) as conn,
-            conn.transaction(),
-        ):
-            await conn.execute(f"SET LOCAL ROLE {ROLE}")
-            yield conn
+        return self.services.db.as_system(ROLE)
 
     async def tick(self) -> TickResult:
         """One pass: escalate what is due, end what was acknowledged or resolved. Never raises
@@ -274,7 +267,7 @@ class Escalator:
                 for row, alert in zip(rows, alerts, strict=True):
                     await writes.append_audit(
                         conn,
-                        _audit(
+                        system_audit(
                             "alert.escalate",
                             row["id"],
                             {"escalated_at": None},
@@ -323,7 +316,7 @@ class Escalator:
                 why = "acknowledged" if row["acknowledged_at"] is not None else "resolved"
                 await writes.append_audit(
                     conn,
-                    _audit(
+                    system_audit(
                         "alert.escalation_end",
                         row["id"],
                         {"escalation_ended_at": None},
@@ -347,7 +340,10 @@ class Escalator:
                 self.services.metrics.escalations.labels("failed").inc()
 
 
-def _audit(action: str, row_id: UUID, before: dict[str, Any], after: dict[str, Any]) -> AuditEntry:
+def system_audit(
+    action: str, row_id: UUID, before: dict[str, Any] | None, after: dict[str, Any]
+) -> AuditEntry:
+    """An audit row of what the system did (no caller): the background loops'."""
     return AuditEntry(
         actor_user_id=SYSTEM_ACTOR,
         actor_kind="system",

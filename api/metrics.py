@@ -106,6 +106,16 @@ class Metrics:
         )
         for result in ESCALATION_RESULTS:
             self.escalations.labels(result)
+        self.reconciled = Counter(
+            "api_reconciled",
+            "Reconciliation with Alertmanager (api/reconcile.py): open alert rows resolved because "
+            "Alertmanager no longer held their alert (resolved), open manual incidents it lost and "
+            "was sent again (reposted), and ticks that failed (failed: retried next tick).",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("resolved", "reposted", "failed"):
+            self.reconciled.labels(result)
         for result in ("undone", "failed"):
             self.compensations.labels(result)
         registry.register(_State(ready))

@@ -130,6 +130,8 @@ def write_config(tmp_path: Path, **overrides: Any) -> tuple[ApiConfig, Secrets, 
         # No background escalation loop in tests that do not ask for one: it would escalate the
         # seeded critical behind their back (tests/api/test_escalation.py ticks it directly).
         "escalation": {"enabled": False},
+        # Nor reconciliation (tests/api/test_reconcile.py ticks it directly).
+        "reconcile": {"enabled": False},
         "ack_ttl": "10m",
         "max_body_bytes": 4096,
     }

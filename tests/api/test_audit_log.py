@@ -80,4 +80,6 @@ async def test_the_migration_is_recorded_and_its_policies_exist(seeded: tuple[st
         ("Callers append their own audit rows", "INSERT"),
         # Migration 0010: the escalation loop's own rows (actor_kind 'system').
         ("Escalation appends its own audit rows", "INSERT"),
+        # Migration 0012: the reconciliation loop's.
+        ("Reconciler appends its own audit rows", "INSERT"),
     ]
