@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +45,7 @@ from api.alertmanager import AlertmanagerError, rfc3339
 from api.alerts import TABLE, alert_labels, take_back
 from api.escalation_config import Escalation
 from api.state import SERVICES, Services
+from common.web import background_tasks
 from schema import writes
 from schema.rows import AuditEntry
 
@@ -360,21 +361,9 @@ def system_audit(
 ESCALATOR = web.AppKey("escalator", Escalator)
 
 
-async def running(app: web.Application) -> AsyncIterator[None]:
-    """aiohttp cleanup context: the loop runs while the app does (when enabled)."""
-    escalator = app[ESCALATOR]
-    task = None
-    if escalator.cfg.enabled:
-        task = asyncio.create_task(escalator.run(), name="escalation")
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
 def make_escalator(app: web.Application, cfg: Escalation, runbook_base_url: str) -> None:
     """Set the app's escalator (app[ESCALATOR]) and run its loop with the app."""
-    app[ESCALATOR] = Escalator(app[SERVICES], cfg, runbook_base_url)
-    app.cleanup_ctx.append(running)
+    escalator = Escalator(app[SERVICES], cfg, runbook_base_url)
+    app[ESCALATOR] = escalator
+    if cfg.enabled:
+        app.cleanup_ctx.append(background_tasks(escalator.run))

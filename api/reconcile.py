@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +44,7 @@ from api.alerts import alert_labels
 from api.escalation import system_audit
 from api.reconcile_config import Reconcile
 from api.state import SERVICES, Services
+from common.web import background_tasks
 from schema import writes
 
 log = logging.getLogger(__name__)
@@ -246,19 +246,9 @@ class Reconciler:
 RECONCILER = web.AppKey("reconciler", Reconciler)
 
 
-async def running(app: web.Application) -> AsyncIterator[None]:
-    reconciler = app[RECONCILER]
-    task = None
-    if reconciler.cfg.enabled:
-        task = asyncio.create_task(reconciler.run(), name="reconcile")
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
 def make_reconciler(app: web.Application, cfg: Reconcile, incident_max_duration: float) -> None:
-    app[RECONCILER] = Reconciler(app[SERVICES], cfg, incident_max_duration)
-    app.cleanup_ctx.append(running)
+    """Set app[RECONCILER] and run its loop with the app (when enabled)."""
+    reconciler = Reconciler(app[SERVICES], cfg, incident_max_duration)
+    app[RECONCILER] = reconciler
+    if cfg.enabled:
+        app.cleanup_ctx.append(background_tasks(reconciler.run))

@@ -821,6 +821,15 @@ async def test_alertmanager_pages_and_a_pagerduty_acknowledgement_reaches_the_re
             )
 
         ((stored_key,),) = await _wait("the recorder's notification", recorded)
+
+        async def both_rows() -> bool:
+            # Alertmanager may flush the two alerts in two notifications (5 s apart): the
+            # acknowledgement below must find both rows written.
+            return rows(
+                dsn, "SELECT count(*) FROM infrastructure_alerts WHERE alert_type = %s", name
+            ) == [(2,)]
+
+        await _wait("both alerts recorded", both_rows)
         # The recorder's group key is its route's: Route.Key() of the first child, with its
         # one matcher (everything but notices).
         assert stored_key == f'{{}}/{{kind!="notice"}}:{{alertname="{name}", service="checkout"}}'

@@ -238,7 +238,11 @@ def test_every_operation_answers_as_its_schema_says(served_api: str) -> None:
         ("/api/infrastructure/maintenance/{id}", "DELETE", "404"),
     ):
         assert answered.get((route, method, code), 0) > 0, (route, method, code, answered)
-    assert not any(code.startswith("5") for _, _, code in answered), answered
+    # No 5xx from any operation. /-/ready answers 503 by design until the machine users are
+    # set up (the fixture's own readiness poll may see one): not an operation's failure.
+    assert not any(code.startswith("5") for route, _, code in answered if route != "/-/ready"), (
+        answered
+    )
 
 
 def _answered(base_url: str) -> dict[tuple[str, str, str], float]:
