@@ -28,6 +28,7 @@ from api.errors import ApiError
 from api.infra_metrics import prometheus_call
 from api.prometheus import Sample, finite
 from api.state import SERVICES, Services, caller
+from common.months import month_start, previous_month
 
 # The recording rule's evaluation interval (alert_rules/generated/slo.rules.yml, group
 # vercel-slo-ratios, 30s): a sum of its per-second rate samples times 30 is a request count,
@@ -76,14 +77,6 @@ class Row:
     unit: str
     cost: Decimal
     projected: Decimal | None
-
-
-def month_start(at: datetime) -> date:
-    return date(at.year, at.month, 1)
-
-
-def previous_month(start: date) -> date:
-    return date(start.year - 1, 12, 1) if start.month == 1 else date(start.year, start.month - 1, 1)
 
 
 def ratio(a: float, b: float) -> float:

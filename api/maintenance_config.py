@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
+from common import months as months_of
 from common.config import ConfigError, Strict, load_config
 from common.durations import Duration
 
@@ -81,20 +82,16 @@ def config_window_id(w: Window) -> uuid.UUID:
     return uuid.uuid5(CONFIG_NAMESPACE, key)
 
 
-def month_start(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def next_month(start: datetime) -> datetime:
-    return (start + timedelta(days=32)).replace(day=1)
+def _midnight(d: date) -> datetime:
+    return datetime.combine(d, time(), UTC)
 
 
 def months(w: Window) -> list[tuple[datetime, datetime]]:
     """The calendar months (UTC) the window touches, as [start, end) pairs."""
     out = []
-    start = month_start(w.starts_at)
+    start = _midnight(months_of.month_start(w.starts_at.astimezone(UTC).date()))
     while start < w.ends_at:
-        end = next_month(start)
+        end = _midnight(months_of.next_month(start.date()))
         out.append((start, end))
         start = end
     return out

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
+# The billing month (figures.month_start and friends, as the billing modules call them).
+from common.months import month_start as month_start
+from common.months import next_month as next_month
+from common.months import previous_month as previous_month
 from exporters.billing.focus import Key, Totals
 from exporters.billing.ledger import Ledger
 
@@ -24,18 +28,6 @@ WHOLE_MONTH = "billed_whole_month"
 RUN_RATE_DAYS = 7
 BASELINE_DAYS = 14
 ZERO = Decimal(0)
-
-
-def month_start(d: date) -> date:
-    return d.replace(day=1)
-
-
-def next_month(d: date) -> date:
-    return (d.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def previous_month(d: date) -> date:
-    return (d.replace(day=1) - timedelta(days=1)).replace(day=1)
 
 
 def days_in_month(d: date) -> int:

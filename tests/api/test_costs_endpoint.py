@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from api.costs import previous_month
+from common.months import previous_month
 from compose.processes import free_port
 from tests.api.conftest import as_user, execute, start_client, write_config
 from tests.api.prometheus_data import openmetrics, prometheus_data
