@@ -1,0 +1,3 @@
+from backups.cli import main
+
+raise SystemExit(main())
