@@ -31,8 +31,8 @@ class Scratch(PgConnection):
 
 
 class Drill(Strict):
-    # How often the newest backup is restored and verified (0: only on demand).
-    schedule: Duration = 86400.0
+    # How often the newest backup is restored and verified (null: only on demand).
+    schedule: Duration | None = 86400.0
     # Alerts when no drill passed for this long (RestoreDrillMissing).
     window: Duration = 2 * 86400.0
     # The spec's RTO: "disaster recovery procedures with < 2 minute RTO".
@@ -55,10 +55,10 @@ class Pitr(Strict):
     archive_dir: Path
     # Base backups (pg_basebackup) taken by the worker, one directory each.
     base_backup_dir: Path
-    base_backup_schedule: Duration = 86400.0
+    base_backup_schedule: Duration | None = 86400.0
     # Base backups kept (the oldest one bounds how far back a restore reaches).
     keep_base_backups: Annotated[int, Field(ge=1, le=100)] = 2
-    drill_schedule: Duration = 86400.0
+    drill_schedule: Duration | None = 86400.0
     drill_window: Duration = 2 * 86400.0
     # The drill writes its marker rows into this table of the source (created if missing).
     marker_table: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "wsinfra_pitr_markers"
@@ -67,8 +67,8 @@ class Pitr(Strict):
 class Target(Strict):
     name: Name
     source: PgConnection
-    # How often it is dumped; 0 disables the schedule (on demand only).
-    schedule: Duration = 86400.0
+    # How often it is dumped; null: only on demand.
+    schedule: Duration | None = 86400.0
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
     # pg_dump/pg_restore parallel jobs (directory format).
     jobs: Annotated[int, Field(ge=1, le=32)] = 2

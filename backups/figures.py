@@ -211,9 +211,9 @@ def collect(cfg: BackupsConfig, snap: Snapshot | None, jobs: JobStats) -> Iterab
         configured.add_metric([t.name], 1)
         max_age.add_metric([t.name], t.max_age)
         rto_target.add_metric([t.name], t.drill.rto_target)
-        if t.drill.schedule > 0:
+        if t.drill.schedule is not None:
             drill_window.add_metric([t.name, "restore"], t.drill.window)
-        if t.pitr is not None and t.pitr.drill_schedule > 0:
+        if t.pitr is not None and t.pitr.drill_schedule is not None:
             drill_window.add_metric([t.name, "point_in_time"], t.pitr.drill_window)
     yield from (configured, max_age, rto_target, drill_window)
 

@@ -245,9 +245,8 @@ async def run_pitr_drill(
                 ),
                 target_time,
             )
-        conn = await connect(cluster.connection("postgres"), "wsinfra-backups")
+        conn = await _connect_when_recovered(cluster)
         try:
-            await _wait_promoted(conn, pitr)
             table = sql.Identifier(pitr.marker_table)
             cur = await conn.execute(
                 sql.SQL("SELECT id::text FROM {} WHERE id IN (%s, %s)").format(table),
@@ -280,21 +279,48 @@ async def run_pitr_drill(
         )
     except psycopg.Error as exc:
         return DrillOutcome(
-            False, checks, None, None, None, f"checking the restore failed: {type(exc).__name__}"
+            False, checks, None, None, None, f"checking the restore failed: {_reason(exc)}"
+        ), target_time
+    except PitrError as exc:
+        return DrillOutcome(
+            False, checks, None, None, None, f"{exc}; {cluster.log_tail()}"
         ), target_time
     finally:
         await cluster.remove()
 
 
-async def _wait_promoted(conn: psycopg.AsyncConnection[Any], pitr: Pitr) -> None:
+def _reason(exc: psycopg.Error) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return str(
+        primary or str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    )[:300]
+
+
+async def _connect_when_recovered(
+    cluster: PrivateCluster, timeout: float = 600.0
+) -> psycopg.AsyncConnection[Any]:
+    """A connection once recovery reached the target and the server was promoted: with
+    hot_standby off it refuses connections until then."""
+    deadline = time.monotonic() + timeout
     delay = 0.05
-    deadline = time.monotonic() + 600
     while True:
-        cur = await conn.execute("SELECT pg_is_in_recovery()")
-        row = await cur.fetchone()
-        if row is not None and not row[0]:
-            return
-        if time.monotonic() > deadline:
-            raise PitrError("the restored server did not finish recovery within 600 s")
+        try:
+            conn = await connect(cluster.connection("postgres"), "wsinfra-backups")
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise PitrError(
+                    f"the restored server did not accept connections: {_reason(exc)}"
+                ) from None
+        else:
+            cur = await conn.execute("SELECT pg_is_in_recovery()")
+            row = await cur.fetchone()
+            if row is not None and not row[0]:
+                return conn
+            await conn.close()
+            if time.monotonic() > deadline:
+                raise PitrError(
+                    f"the restored server did not finish recovery within {timeout:.0f} s"
+                )
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)

@@ -356,19 +356,21 @@ class Worker:
     async def scheduled(self) -> None:
         """Start at most one due job per target per check, backups before drills."""
         for t in self.cfg.targets:
-            if t.schedule > 0:
-                job = await self._record("write", functools.partial(_due_backup, t=t))
+            if t.schedule is not None:
+                job = await self._record(
+                    "write", functools.partial(_due_backup, t=t, schedule=t.schedule)
+                )
                 if job is not None:
                     await self.backup(job)
                     continue
-            if t.pitr is not None and t.pitr.base_backup_schedule > 0:
+            if t.pitr is not None and t.pitr.base_backup_schedule is not None:
                 held = pitr.base_backups(t.pitr)
                 newest = held[-1].started_at.timestamp() if held else 0.0
                 if time.time() - newest >= t.pitr.base_backup_schedule:
                     with contextlib.suppress(RecordUnavailable):
                         await self.base_backup(t)
                     continue
-            if t.drill.schedule > 0:
+            if t.drill.schedule is not None:
                 where = "private" if t.drill.scratch == "private" else "scratch"
                 djob = await self._record(
                     "write",
@@ -383,7 +385,11 @@ class Worker:
                 if djob is not None:
                     await self.drill(djob)
                     continue
-            if t.pitr is not None and t.pitr.drill_schedule > 0 and pitr.base_backups(t.pitr):
+            if (
+                t.pitr is not None
+                and t.pitr.drill_schedule is not None
+                and pitr.base_backups(t.pitr)
+            ):
                 djob = await self._record(
                     "write",
                     functools.partial(
@@ -406,7 +412,9 @@ async def _lock_target(conn: psycopg.AsyncConnection[Any], what: str, target: st
     return bool(row and row[0])
 
 
-async def _due_backup(conn: psycopg.AsyncConnection[Any], t: Target) -> record.BackupJob | None:
+async def _due_backup(
+    conn: psycopg.AsyncConnection[Any], t: Target, schedule: float
+) -> record.BackupJob | None:
     if not await _lock_target(conn, "backup", t.name):
         return None
     cur = await conn.execute(
@@ -419,9 +427,9 @@ async def _due_backup(conn: psycopg.AsyncConnection[Any], t: Target) -> record.B
     )
     row = await cur.fetchone()
     any_age, ok_age = row or (None, None)
-    if ok_age is not None and float(ok_age) < t.schedule:
+    if ok_age is not None and float(ok_age) < schedule:
         return None
-    if any_age is not None and float(any_age) < min(t.schedule, RETRY_AFTER):
+    if any_age is not None and float(any_age) < min(schedule, RETRY_AFTER):
         return None
     return await record.start_backup(
         conn, target=t.name, retention_days=t.retention_days, location=str(Path("pending"))

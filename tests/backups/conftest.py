@@ -71,8 +71,10 @@ def source_dsn() -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{name}"')
     dsn = PG_ADMIN.replace("dbname=postgres", f"dbname={name}")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DO $$ BEGIN CREATE ROLE wsinfra_test_reader NOLOGIN; "
-                     "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE wsinfra_test_reader NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
         conn.execute(SOURCE_SCHEMA.replace("CREATE ROLE wsinfra_test_reader NOLOGIN;", ""))
     try:
         yield dsn
@@ -102,8 +104,12 @@ def config(record_dsn: str, source_dsn: str, location: Path, **target: Any) -> B
             "record": {"conninfo": record_dsn},
             "location": str(location),
             "targets": [
-                {"name": "app", "source": {"conninfo": source_dsn, "statement_timeout": "120s"},
-                 "drill": drill, **target}
+                {
+                    "name": "app",
+                    "source": {"conninfo": source_dsn, "statement_timeout": "120s"},
+                    "drill": drill,
+                    **target,
+                }
             ],
             "refresh_interval": "1s",
             "poll_interval": "0.2s",

@@ -37,7 +37,9 @@ async def _backup(cfg: BackupsConfig) -> dict[str, Any]:
     return await _row(str(cfg.record.conninfo), "backup_status", job.id)
 
 
-async def test_backup_then_drill_passes(migrated_dsn: str, source_dsn: str, shared_tmp: Path) -> None:
+async def test_backup_then_drill_passes(
+    migrated_dsn: str, source_dsn: str, shared_tmp: Path
+) -> None:
     cfg = config(migrated_dsn, source_dsn, shared_tmp / "dumps")
     row = await _backup(cfg)
     assert row["backup_status"] == "completed"
@@ -46,7 +48,9 @@ async def test_backup_then_drill_passes(migrated_dsn: str, source_dsn: str, shar
     assert row["expires_at"] is not None
     manifest = row["manifest"]
     assert manifest["row_counts"] == {
-        "public.customers": 2000, "public.orders": 10000, "public.events": 500
+        "public.customers": 2000,
+        "public.orders": 10000,
+        "public.events": 500,
     }
     assert "policy public.orders.readers" in manifest["schema_objects"]
     assert "trigger public.orders.orders_touch" in manifest["schema_objects"]
@@ -59,7 +63,9 @@ async def test_backup_then_drill_passes(migrated_dsn: str, source_dsn: str, shar
     outcome = await worker.drill(job)
     assert outcome.passed, outcome
     checks = {c["check"]: c for c in outcome.checks}
-    assert {"checksums", "restore", "schema", "row_counts", "samples", "smoke_query_1"} <= set(checks)
+    assert {"checksums", "restore", "schema", "row_counts", "samples", "smoke_query_1"} <= set(
+        checks
+    )
     assert checks["samples"]["detail"]["rows"] == 40  # customers and orders; events has no key
     drill_row = await _row(migrated_dsn, "restore_drills", job.id)
     assert drill_row["status"] == "passed"
@@ -88,7 +94,10 @@ def _data_file(dump_dir: Path, table: str) -> Path:
     from backups import pgtools
 
     toc = subprocess.run(
-        [pgtools.binary("pg_restore"), "--list", str(dump_dir)], capture_output=True, text=True, check=True
+        [pgtools.binary("pg_restore"), "--list", str(dump_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for line in toc.splitlines():
         if f" TABLE DATA public {table} " in line:
@@ -123,7 +132,9 @@ async def test_drill_fails_when_the_dump_lost_rows(
     assert "row_counts" in (outcome.error or "")
 
 
-async def test_drill_fails_on_a_corrupted_dump(migrated_dsn: str, source_dsn: str, shared_tmp: Path) -> None:
+async def test_drill_fails_on_a_corrupted_dump(
+    migrated_dsn: str, source_dsn: str, shared_tmp: Path
+) -> None:
     cfg = config(migrated_dsn, source_dsn, shared_tmp / "dumps")
     row = await _backup(cfg)
     data = _data_file(Path(row["backup_location"]) / dump.DUMP_DIR, "customers")
@@ -149,8 +160,12 @@ async def test_drill_fails_when_the_scratch_server_is_unreachable(
 
     port = free_port()
     cfg = config(
-        migrated_dsn, source_dsn, shared_tmp / "dumps",
-        drill={"scratch": {"conninfo": f"host=127.0.0.1 port={port} user=postgres dbname=postgres"}},
+        migrated_dsn,
+        source_dsn,
+        shared_tmp / "dumps",
+        drill={
+            "scratch": {"conninfo": f"host=127.0.0.1 port={port} user=postgres dbname=postgres"}
+        },
     )
     await _backup(cfg)
     worker = Worker(cfg)
@@ -169,7 +184,9 @@ async def test_drill_on_a_scratch_server_drops_its_database(
 ) -> None:
     from tests.conftest import PG_ADMIN
 
-    cfg = config(migrated_dsn, source_dsn, shared_tmp / "dumps", drill={"scratch": {"conninfo": PG_ADMIN}})
+    cfg = config(
+        migrated_dsn, source_dsn, shared_tmp / "dumps", drill={"scratch": {"conninfo": PG_ADMIN}}
+    )
     await _backup(cfg)
     worker = Worker(cfg)
     outcome = await worker.drill(await worker.drill_now(cfg.targets[0]))
