@@ -72,32 +72,39 @@ async def run(
     *,
     env: dict[str, str] | None = None,
     timeout: float,
-    stdin: bytes | None = None,
     ok_codes: Sequence[int] = (0,),
 ) -> str:
     """Run a tool to completion; its stdout. A non-zero exit or the timeout → ToolError (the
-    process group is killed on timeout or cancellation)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    except TimeoutError:
-        _kill(proc)
-        await proc.wait()
-        raise ToolError(f"{Path(argv[0]).name} did not finish within {timeout:.0f} s") from None
-    except BaseException:
-        _kill(proc)
-        await proc.wait()
-        raise
+    process group is killed on timeout or cancellation).
+
+    Output goes to temporary files, not pipes: `pg_ctl start` leaves a server running that may
+    inherit the child's descriptors (uvloop hands children socket pairs it does not close), and
+    a pipe held open by the server would make waiting for end-of-output wait for the server."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            _kill(proc)
+            await proc.wait()
+            raise ToolError(f"{Path(argv[0]).name} did not finish within {timeout:.0f} s") from None
+        except BaseException:
+            _kill(proc)
+            await proc.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode not in ok_codes:
-        raise ToolError(f"{Path(argv[0]).name} exited {proc.returncode}: {_short(err)}")
-    return out.decode("utf-8", "replace")
+        raise ToolError(f"{Path(argv[0]).name} exited {proc.returncode}: {_short(stderr)}")
+    return stdout.decode("utf-8", "replace")
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

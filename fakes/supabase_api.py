@@ -47,6 +47,18 @@ class FakeProject:
     def daily_backups(self, now: float, days: int = 7, hour_offset: float = 3.0) -> None:
         self.backups = [(now - hour_offset * 3600 - d * 86400, "COMPLETED") for d in range(days)]
 
+    def set_backup_status(self, index: int, status: str) -> int:
+        """The backup at `index` (newest first) moves to `status` (PENDING → COMPLETED,
+        COMPLETED → REMOVED …), keeping its id, as Supabase's do; returns that id."""
+        at, _ = self.backups[index]
+        self.backups[index] = (at, status)
+        return backup_id(at)
+
+
+def backup_id(at: float) -> int:
+    """A backup's id: from its time, so it stays the same however the list changes."""
+    return int(at)
+
 
 @dataclass
 class SupabaseApiState:
@@ -167,12 +179,12 @@ def make_app(state: SupabaseApiState, *, health_path: bool = False) -> web.Appli
                 "pitr_enabled": p.pitr,
                 "backups": [
                     {
-                        "id": 5000 + i,
+                        "id": backup_id(t),
                         "inserted_at": iso(t),
                         "is_physical_backup": p.pitr,
                         "status": s,
                     }
-                    for i, (t, s) in enumerate(p.backups)
+                    for t, s in p.backups
                 ],
                 "physical_backup_data": physical,
             }

@@ -3,14 +3,15 @@
 On each scrape `snapshot()` runs the SQL queries of every configured database (concurrently,
 each within its scrape budget) and takes the Management API's current view; both are
 immutable, and `collect()` renders them without touching either source. The Management API's
-refresh loop runs in the background (`loops()`); `/probe` and `/sd` re-expose Supabase's own
-per-project metrics endpoint.
+refresh loop runs in the background (`loops()`), and with `record:` the mirror of its backups
+into backup_status on a task of its own (`background()`); `/probe` and `/sd` re-expose
+Supabase's own per-project metrics endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from prometheus_client.core import Metric
 from common import exporter as shared
 from common.refresh import RefreshLoop
 from exporters.supabase import management, project_metrics, scrape
+from exporters.supabase.backup_record import BackupRecord
 from exporters.supabase.config import SupabaseConfig
 from exporters.supabase.management import ManagementSource, ManagementView
 from exporters.supabase.project_metrics import ProjectMetricsProxy, Refused
@@ -53,7 +55,12 @@ class SupabaseExporter(shared.ExporterDefaults):
         self.cfg = cfg
         self.scrapers = tuple(DatabaseScraper(db) for db in cfg.databases)
         if management is None and cfg.management is not None:
-            management = ManagementSource(cfg.management)
+            record = (
+                BackupRecord(cfg.record, cfg.management.projects)
+                if cfg.record is not None
+                else None
+            )
+            management = ManagementSource(cfg.management, record=record)
         self.management = management
         self.project_metrics = (
             ProjectMetricsProxy(cfg.project_metrics, management.known if management else None)
@@ -85,6 +92,12 @@ class SupabaseExporter(shared.ExporterDefaults):
         if self.management is None:
             return {}
         return {management.PREFIX: (self.management.loop, management.WHAT)}
+
+    def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+        # The mirror into backup_status writes on its own task, never on the refresh loop's.
+        if self.management is None or self.management.record is None:
+            return ()
+        return [self.management.record.run]
 
     def landing(self) -> list[tuple[str, list[str]]]:
         return [("Databases:", [s.db.name for s in self.scrapers])]

@@ -15,7 +15,9 @@ DEFAULT_PORT = 9704
 def summary(cfg: SupabaseConfig, _: None) -> str:
     names = ", ".join(d.name for d in cfg.databases) or "-"
     api = f"; Management API at {cfg.management.base_url}" if cfg.management else ""
-    return f"{len(cfg.databases)} databases: {names}{api}"
+    # Never the conninfo (it names hosts and users), only that backups are recorded.
+    record = "; backups mirrored into backup_status" if cfg.record else ""
+    return f"{len(cfg.databases)} databases: {names}{api}{record}"
 
 
 def main(argv: list[str] | None = None) -> int:

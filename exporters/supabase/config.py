@@ -1,12 +1,12 @@
-"""The Supabase exporter's config: the databases its SQL collectors read, the Management API
-and Supabase's metrics endpoint, strictly checked."""
+"""The Supabase exporter's config: the databases its SQL collectors read, the Management API,
+Supabase's metrics endpoint and the record its backups are mirrored into, strictly checked."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -170,6 +170,14 @@ def _known(names: Iterable[str]) -> None:
         raise ValueError(f"unknown collectors {unknown}; known: {', '.join(COLLECTOR_NAMES)}")
 
 
+# Days of daily backups each plan keeps: "Pro Plan projects can access the last 7 days of daily
+# backups. Team Plan projects can access the last 14 days of daily backups, while Enterprise Plan
+# projects can access up to 30 days" (https://supabase.com/docs/guides/platform/backups); the
+# Free Plan's backups cannot be accessed (the API lists none), so none is retained for us.
+PLAN_RETENTION_DAYS: dict[str, int] = {"free": 0, "pro": 7, "team": 14, "enterprise": 30}
+Plan = Literal["free", "pro", "team", "enterprise"]
+RetentionDays = Annotated[int, Field(ge=0, le=3650)]
+
 SERVICES = ("auth", "db", "db_postgres_user", "pg_bouncer", "pooler", "realtime", "rest", "storage")
 _REF = re.compile(r"[a-z0-9]{1,40}")
 
@@ -178,6 +186,10 @@ class ManagedProject(Strict):
     ref: str
     # The backup alerts: a project whose plan includes PITR must have it on.
     pitr_required: bool = False
+    # The mirror (`record:`): the project's plan gives its backups' retention
+    # (PLAN_RETENTION_DAYS) unless backup_retention_days says otherwise; unset, record's own.
+    plan: Plan | None = None
+    backup_retention_days: RetentionDays | None = None
 
     @field_validator("ref")
     @classmethod
@@ -260,10 +272,36 @@ class ProjectMetrics(Strict):
         return value
 
 
+class Record(PgConnection):
+    """wsinfra's own database (the recorder's), where every backup the Management API lists is
+    mirrored into the spec's backup_status, one row per backup (`supabase:<ref>:<id>`), updated
+    in place as its status moves. The keys of the billing exporter's `cost_tracking`: a
+    conninfo without the password, `password_file` read at each connection (a rotated password
+    needs no restart), `statement_timeout` (10s) and `acquire_timeout` (5s, also the connect
+    timeout); each write is one short connection."""
+
+    # The retention of projects that set neither `plan` nor `backup_retention_days` under
+    # management.projects (and of discovered ones): backup_retention_days if set, else the plan's.
+    plan: Plan = "pro"
+    backup_retention_days: RetentionDays | None = None
+
+    def retention_days(self, project: ManagedProject | None) -> int:
+        """Days a backup of this project is kept (backup_status.backup_retention_days)."""
+        if project is not None and project.backup_retention_days is not None:
+            return project.backup_retention_days
+        if project is not None and project.plan is not None:
+            return PLAN_RETENTION_DAYS[project.plan]
+        if self.backup_retention_days is not None:
+            return self.backup_retention_days
+        return PLAN_RETENTION_DAYS[self.plan]
+
+
 class SupabaseConfig(Strict):
     databases: list[Database] = Field(default_factory=list)
     management: Management | None = None
     project_metrics: ProjectMetrics | None = None
+    # Optional: without it nothing is written anywhere (and no database is needed).
+    record: Record | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SupabaseConfig:
@@ -273,4 +311,6 @@ class SupabaseConfig(Strict):
             raise ValueError(f"duplicate database names: {', '.join(dupes)}")
         if not self.databases and self.management is None and self.project_metrics is None:
             raise ValueError("configure databases, management or project_metrics")
+        if self.record is not None and self.management is None:
+            raise ValueError("record mirrors the Management API's backups: configure management")
         return self

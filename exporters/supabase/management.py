@@ -8,6 +8,8 @@ Split as client → immutable snapshot → collector:
   from the previous one and what the API says now.
 - `ManagementView` is what one scrape serves: the projects still fresh, and the client's figures.
 - `collect(view)` is the pure render of a view into metric families.
+- With `record:`, each project's listing (its entries, not only the aggregates) is handed to
+  `exporters.supabase.backup_record`, which mirrors it into backup_status on its own task.
 
 Rate limits are per endpoint and project (120 a minute). Unlike Vercel, Supabase's
 X-RateLimit-Reset is the seconds *remaining* in the window (`reset_delta_seconds`): when
@@ -24,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -32,6 +34,8 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 from common.refresh import RefreshLoop
 from common.upstream import SecretFileAuth, Upstream, UpstreamError, reset_delta_seconds
+from exporters.supabase.backup_record import MAX_ENTRIES, BackupEntry, BackupRecord, RecordView
+from exporters.supabase.backup_record import collect as collect_record
 from exporters.supabase.config import Management
 
 log = logging.getLogger("exporters.supabase.management")
@@ -55,6 +59,11 @@ class Backups:
     """A project's backups as GET /v1/projects/{ref}/database/backups says."""
 
     counts: tuple[tuple[str, int], ...] = ()  # (status, backups), every known status
+    # The listed backups the mirror can write, newest first, at most MAX_ENTRIES; those it cannot
+    # (no integer id, no time: `invalid`) and those past MAX_ENTRIES (`over_limit`) are counted.
+    entries: tuple[BackupEntry, ...] = ()
+    invalid: int = 0
+    over_limit: int = 0
     last_completed: float | None = None
     last_failed: float | None = None
     pitr: bool | None = None
@@ -91,6 +100,7 @@ class ManagementView:
 
     projects: tuple[ProjectSnapshot, ...]
     api: tuple[Metric, ...] = ()
+    record: RecordView | None = None  # None: no `record:` configured
 
 
 # --- parsing (pure) ------------------------------------------------------------------------
@@ -109,6 +119,31 @@ def _ts(value: object) -> float | None:
         return None
 
 
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        at.timestamp()  # in range for the record's timestamptz as well
+    except (ValueError, OverflowError):
+        return None
+    return at
+
+
+def _entry(item: dict[str, Any], status: str) -> BackupEntry | None:
+    """The backup as the mirror keys it (`supabase:<ref>:<id>`), or None without an integer id
+    or a time."""
+    backup_id, at = item.get("id"), _when(item.get("inserted_at"))
+    if isinstance(backup_id, bool) or not isinstance(backup_id, int) or at is None:
+        return None
+    if not 0 <= backup_id < 2**63:
+        return None
+    physical = item.get("is_physical_backup")
+    return BackupEntry(backup_id, status[:40], at, physical is True)
+
+
 def parse_backups(doc: object) -> Backups:
     if not isinstance(doc, dict):
         raise _malformed("backups: not an object")
@@ -118,11 +153,18 @@ def parse_backups(doc: object) -> Backups:
     counts = dict.fromkeys(BACKUP_STATES, 0)
     completed: list[float] = []
     failed: list[float] = []
+    entries: list[BackupEntry] = []
+    invalid = 0
     for b in items:
         if not isinstance(b, dict) or not isinstance(b.get("status"), str):
             raise _malformed("backups.backups[]: no status")
         status = b["status"] if b["status"] in counts else "OTHER"
         counts[status] = counts.get(status, 0) + 1
+        entry = _entry(b, b["status"])
+        if entry is None:
+            invalid += 1
+        else:
+            entries.append(entry)
         at = _ts(b.get("inserted_at"))
         if at is not None and status == "COMPLETED":
             completed.append(at)
@@ -136,8 +178,14 @@ def parse_backups(doc: object) -> Backups:
         physical.get("latest_physical_backup_date_unix"),
     )
     pitr, walg = doc.get("pitr_enabled"), doc.get("walg_enabled")
+    # One entry per id (the newest listing of it wins), newest first, the newest MAX_ENTRIES.
+    unique = {e.id: e for e in sorted(entries, key=lambda e: e.inserted_at)}
+    newest = sorted(unique.values(), key=lambda e: (e.inserted_at, e.id), reverse=True)
     return Backups(
         counts=tuple(sorted(counts.items())),
+        entries=tuple(newest[:MAX_ENTRIES]),
+        invalid=invalid,
+        over_limit=max(len(newest) - MAX_ENTRIES, 0),
         last_completed=max(completed) if completed else None,
         last_failed=max(failed) if failed else None,
         pitr=pitr if isinstance(pitr, bool) else None,
@@ -181,9 +229,13 @@ class ManagementSource:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        record: BackupRecord | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
+        # The mirror into backup_status (`record:`): each refreshed project's listing is handed
+        # to it; its own task writes (never this loop).
+        self.record = record
         self.upstream = Upstream(
             cfg.base_url,
             auth=auth if auth is not None else SecretFileAuth(bearer=cfg.token_file),
@@ -225,7 +277,8 @@ class ManagementSource:
         fresh = tuple(
             p for p in self.latest.projects if now - p.refreshed_at <= self.cfg.stale_after
         )
-        return ManagementView(fresh, tuple(self.upstream.metrics(PREFIX, WHAT)))
+        record = self.record.view() if self.record is not None else None
+        return ManagementView(fresh, tuple(self.upstream.metrics(PREFIX, WHAT)), record)
 
     async def refresh(self) -> ManagementSnapshot:
         """One refresh: discovery, then backups and health per project. Each project that
@@ -280,6 +333,8 @@ class ManagementSource:
                 services=services,
                 refreshed_at=self.clock(),
             )
+            if self.record is not None:
+                self.record.offer(ref, backups.entries)
         # Projects gone from the account (or paused) stop being reported.
         if cfg.discover and listed:
             for ref in list(projects):
@@ -379,6 +434,13 @@ def collect(view: ManagementView) -> list[Metric]:
         for svc, st in p.services:
             health.add_metric([ref, svc], 1.0 if st == "ACTIVE_HEALTHY" else 0.0)
             status.add_metric([ref, svc, st.lower()], 1.0)
+    record = (
+        collect_record(
+            view.record, ((p.ref, p.backups.invalid, p.backups.over_limit) for p in view.projects)
+        )
+        if view.record is not None
+        else []
+    )
     return [
         *view.api,
         info,
@@ -391,4 +453,5 @@ def collect(view: ManagementView) -> list[Metric]:
         required,
         health,
         status,
+        *record,
     ]

@@ -1,7 +1,7 @@
 """The Supabase exporter's golden output: its pure collector rendered from one fixed snapshot
 (three databases' query rows, some read this scrape and some served from their slower cadence,
-a Management API view, the refresh loop's figures and the /probe refusals) covering every
-family it can produce, as /metrics serves it (common.exporter.render plus the per-database
+a Management API view, the refresh loop's figures, the backup record's and the /probe refusals)
+covering every family it can produce, as /metrics serves it (common.exporter.render plus the per-database
 supabase_up), compared with supabase.prom and checked by promtool."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from common.upstream import REASONS
 from exporters.supabase import management, project_metrics, sql
 from exporters.supabase.app import SupabaseExporter, SupabaseSnapshot
+from exporters.supabase.backup_record import BackupRecord
 from exporters.supabase.config import SupabaseConfig
 from exporters.supabase.management import (
     Backups,
@@ -24,6 +25,7 @@ from tests.golden import check_golden, render_golden
 from tests.supabase.series import (
     MANAGEMENT_SAMPLE_NAMES,
     PROXY_SAMPLE_NAMES,
+    RECORD_SAMPLE_NAMES,
     SQL_SAMPLE_NAMES,
 )
 
@@ -54,6 +56,7 @@ def config(tmp: Path) -> SupabaseConfig:
                 "projects": [{"ref": "abcdefghijklmnop", "pitr_required": True}],
             },
             "project_metrics": {"keys_dir": str(tmp / "keys")},
+            "record": {"conninfo": "host=db.wsinfra.example dbname=wsinfra user=wsinfra"},
         }
     )
 
@@ -151,7 +154,13 @@ def counts(**n: int) -> tuple[tuple[str, int], ...]:
 
 def management_source(cfg: SupabaseConfig) -> ManagementSource:
     assert cfg.management is not None
-    source = ManagementSource(cfg.management, clock=lambda: NOW)
+    assert cfg.record is not None
+    # The mirror into backup_status: written an hour ago, its last two writes failed.
+    record = BackupRecord(cfg.record, cfg.management.projects, clock=lambda: NOW)
+    record.up, record.last_success = False, NOW - 3600
+    record.errors.update({"unavailable": 2})
+    record.changes.update({"inserted": 9, "updated": 2})
+    source = ManagementSource(cfg.management, clock=lambda: NOW, record=record)
     source.latest = ManagementSnapshot(
         (
             ProjectSnapshot(
@@ -167,6 +176,8 @@ def management_source(cfg: SupabaseConfig) -> ManagementSource:
                     pitr=True,
                     walg=True,
                     pitr_window=6 * DAY + 21 * 3600,
+                    # The OTHER one has no integer id: not mirrored.
+                    invalid=1,
                 ),
                 services=(
                     ("auth", "ACTIVE_HEALTHY"),
@@ -243,7 +254,9 @@ async def test_supabase_golden(tmp_path: Path) -> None:
     check_golden("supabase", text)
     names = sample_names(text)
     # Every series the exporter declares is in the golden file, and nothing else.
-    assert names == SQL_SAMPLE_NAMES | MANAGEMENT_SAMPLE_NAMES | PROXY_SAMPLE_NAMES
+    assert names == (
+        SQL_SAMPLE_NAMES | MANAGEMENT_SAMPLE_NAMES | RECORD_SAMPLE_NAMES | PROXY_SAMPLE_NAMES
+    )
     assert text.count("# TYPE supabase_up gauge") == 1
     assert "staleproject0000" not in text
     assert {f'supabase_management_errors_total{{reason="{r}"}}' for r in REASONS} <= {

@@ -68,6 +68,17 @@ MANAGEMENT_SAMPLE_NAMES = frozenset(
     }
 )
 
+# Beside those, with `record:` (the mirror into backup_status), once a write was tried.
+RECORD_SAMPLE_NAMES = frozenset(
+    {
+        "supabase_backup_record_up",
+        "supabase_backup_record_last_success_timestamp_seconds",
+        "supabase_backup_record_errors_total",
+        "supabase_backup_record_changes_total",
+        "supabase_backup_record_skipped",
+    }
+)
+
 # On /metrics (where project_metrics is configured).
 PROXY_SAMPLE_NAMES = frozenset({"supabase_project_metrics_bad_requests_total"})
 
