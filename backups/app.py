@@ -97,7 +97,7 @@ class BackupExporter(shared.ExporterDefaults):
         return figures.collect(self.cfg, snapshot[0], snapshot[1])
 
     def up(self, snapshot: tuple[figures.Snapshot | None, figures.JobStats]) -> bool:
-        return self.loop.failures_in_a_row == 0 and self.loop.current() is not None
+        return snapshot[0] is not None and self.loop.failures_in_a_row == 0
 
     def up_help(self) -> str:
         return (

@@ -42,8 +42,8 @@ def _version(path: str) -> tuple[int, ...]:
 async def libpq_env(conn: PgConnection | None) -> AsyncIterator[dict[str, str]]:
     """The environment for a tool connecting with `conn`: its password (if any) in a passfile
     readable by this user only, removed afterwards; never PGPASSWORD, never argv."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["PGCONNECT_TIMEOUT"] = "10"
+    env = dict(os.environ)
+    env.setdefault("PGCONNECT_TIMEOUT", "10")
     if conn is None or conn.password_file is None:
         yield env
         return
@@ -53,6 +53,7 @@ async def libpq_env(conn: PgConnection | None) -> AsyncIterator[dict[str, str]]:
         with os.fdopen(fd, "w") as f:
             escaped = secret.replace("\\", "\\\\").replace(":", "\\:")
             f.write(f"*:*:*:*:{escaped}\n")
+        env.pop("PGPASSWORD", None)
         env["PGPASSFILE"] = name
         yield env
     finally:

@@ -15,7 +15,7 @@ import functools
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,8 @@ APP = "wsinfra-backups"
 # A failed scheduled job is tried again after this long (or its schedule, if shorter).
 RETRY_AFTER = 600.0
 SCHEDULE_CHECK = 30.0
+# A running job's row is committed a moment before its worker takes the job's lock.
+ORPHAN_GRACE = 60.0
 RETENTION_CHECK = 600.0
 
 
@@ -51,7 +53,7 @@ class Worker:
         self.pending: list[Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]] = []
         self._next_schedule_check = 0.0
         self._next_retention = 0.0
-        self._recovered = False
+        self._next_orphan_check = 0.0
 
     @property
     def names(self) -> list[str]:
@@ -108,7 +110,7 @@ class Worker:
         """Take the backup `job` names (its row exists, in progress): True when it completed."""
         target = self.cfg.target(job.target)
         assert target is not None
-        async with self.lock:
+        async with self.lock, self._holding(job.id):
             with self._running("backup"):
                 started = time.monotonic()
                 try:
@@ -158,7 +160,7 @@ class Worker:
         """Run the drill `job` names (its row exists, running)."""
         target = self.cfg.target(job.target)
         assert target is not None
-        async with self.lock:
+        async with self.lock, self._holding(job.id):
             with self._running("pitr_drill" if job.drill_type == "point_in_time" else "drill"):
                 outcome = await self._drill(target, job)
         await self._write(lambda c: record.finish_drill(c, job.id, outcome))
@@ -259,7 +261,8 @@ class Worker:
                 )
                 started = time.monotonic()
                 try:
-                    base = await pitr.take_base_backup(target, p)
+                    async with self._holding(job.id):
+                        base = await pitr.take_base_backup(target, p)
                 except pgtools.ToolError as exc:
                     reason = str(exc)
                     await self._write(lambda c: record.fail_backup(c, job.id, reason))
@@ -320,15 +323,10 @@ class Worker:
 
     async def tick(self) -> None:
         await self._flush_pending()
-        if not self._recovered:
-            # Jobs a previous run of this worker claimed and never finished.
-            await self._record(
-                "write", lambda c: record.fail_abandoned_backups(c, self.names, self._longest())
-            )
-            await self._record(
-                "write", lambda c: record.fail_abandoned_drills(c, self.names, self._longest())
-            )
-            self._recovered = True
+        if time.monotonic() >= self._next_orphan_check:
+            # Jobs a stopped worker (this one before a restart, or another) left running.
+            await self.fail_orphans()
+            self._next_orphan_check = time.monotonic() + RETENTION_CHECK
         names = self.names
         job = await self._record("write", lambda c: record.claim_backup_request(c, names))
         if job is not None:
@@ -345,6 +343,34 @@ class Worker:
         if now >= self._next_retention:
             self._next_retention = now + RETENTION_CHECK
             await self.retention()
+
+    async def fail_orphans(self) -> None:
+        timeout = self._longest() + ORPHAN_GRACE
+        for fail in (record.fail_abandoned_backups, record.fail_abandoned_drills):
+            await self._record(
+                "write",
+                functools.partial(
+                    fail, targets=self.names, grace_seconds=ORPHAN_GRACE, timeout_seconds=timeout
+                ),
+            )
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, job_id: Any) -> AsyncIterator[None]:
+        """Hold the job's advisory lock while it runs, on a connection of its own: a job whose
+        lock is free has no worker (fail_orphans). Without the record the job still runs."""
+        try:
+            conn = await connect(self.cfg.record, APP)
+        except psycopg.Error:
+            yield
+            return
+        try:
+            await conn.set_autocommit(True)
+            await conn.execute(
+                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (record.job_lock_key(job_id),)
+            )
+            yield
+        finally:
+            await conn.close()
 
     def _longest(self) -> float:
         return max(

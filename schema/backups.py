@@ -241,20 +241,36 @@ async def fail_backup(
     )
 
 
+# A worker holds a session advisory lock on each job it runs (job_lock_key): a running job
+# whose lock is free has no worker, once past the moment between its row's commit and the lock
+# (grace), and any job is abandoned past its timeout.
+
+
+def job_lock_key(job_id: UUID) -> str:
+    """SELECT pg_advisory_lock(hashtextextended(%s, 0)) with this: the job is being run."""
+    return str(job_id)
+
+
 async def fail_abandoned_backups(
-    conn: psycopg.AsyncConnection[Any], targets: Sequence[str], older_than_seconds: float
+    conn: psycopg.AsyncConnection[Any],
+    targets: Sequence[str],
+    *,
+    grace_seconds: float,
+    timeout_seconds: float,
 ) -> int:
-    """Backups a worker claimed and never finished (it stopped mid-dump): failed, so the record
-    does not show a backup in progress forever. Returns how many."""
+    """Backups a worker claimed and is no longer running (it stopped mid-dump): failed, so the
+    record does not show a backup in progress forever. Returns how many."""
     cur = await conn.execute(
         """
         UPDATE backup_status SET backup_status = 'failed',
             error_message = 'the backup worker stopped before the backup finished'
         WHERE backup_status = 'in_progress' AND claimed_at IS NOT NULL
-          AND backup_method = %s AND backup_target = ANY(%s)
-          AND claimed_at < now() - make_interval(secs => %s)
+          AND backup_method IN ('pg_dump', 'pg_basebackup') AND backup_target = ANY(%(targets)s)
+          AND ((claimed_at < now() - make_interval(secs => %(grace)s)
+                AND pg_try_advisory_xact_lock(hashtextextended(id::text, 0)))
+               OR claimed_at < now() - make_interval(secs => %(timeout)s))
         """,
-        (PG_DUMP, list(targets), older_than_seconds),
+        {"targets": list(targets), "grace": grace_seconds, "timeout": timeout_seconds},
     )
     return cur.rowcount
 
@@ -453,15 +469,21 @@ async def finish_drill(
 
 
 async def fail_abandoned_drills(
-    conn: psycopg.AsyncConnection[Any], targets: Sequence[str], older_than_seconds: float
+    conn: psycopg.AsyncConnection[Any],
+    targets: Sequence[str],
+    *,
+    grace_seconds: float,
+    timeout_seconds: float,
 ) -> int:
     cur = await conn.execute(
         """
         UPDATE restore_drills SET status = 'failed', finished_at = now(),
             error_message = 'the backup worker stopped before the drill finished'
-        WHERE status = 'running' AND backup_target = ANY(%s)
-          AND started_at < now() - make_interval(secs => %s)
+        WHERE status = 'running' AND backup_target = ANY(%(targets)s)
+          AND ((started_at < now() - make_interval(secs => %(grace)s)
+                AND pg_try_advisory_xact_lock(hashtextextended(id::text, 0)))
+               OR started_at < now() - make_interval(secs => %(timeout)s))
         """,
-        (list(targets), older_than_seconds),
+        {"targets": list(targets), "grace": grace_seconds, "timeout": timeout_seconds},
     )
     return cur.rowcount

@@ -3,6 +3,7 @@ config writing dumps under a temporary location."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -52,11 +53,11 @@ def _drop_role() -> None:
     """The role is the cluster's: dropped once no database refers to it any more."""
     from tests.conftest import PG_ADMIN
 
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        try:
-            admin.execute("DROP ROLE IF EXISTS wsinfra_test_reader")
-        except psycopg.errors.DependentObjectsStillExist:
-            pass
+    with (
+        psycopg.connect(PG_ADMIN, autocommit=True) as admin,
+        contextlib.suppress(psycopg.errors.DependentObjectsStillExist),
+    ):
+        admin.execute("DROP ROLE IF EXISTS wsinfra_test_reader")
 
 
 @pytest.fixture

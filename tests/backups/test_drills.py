@@ -15,7 +15,6 @@ from psycopg.rows import dict_row
 from backups import drill, dump
 from backups.config import BackupsConfig
 from backups.worker import Worker
-from schema import backups as record
 from tests.backups.conftest import config
 
 pytestmark = pytest.mark.integration
@@ -70,7 +69,8 @@ async def test_backup_then_drill_passes(
     drill_row = await _row(migrated_dsn, "restore_drills", job.id)
     assert drill_row["status"] == "passed"
     assert drill_row["backup_id"] == row["id"]
-    assert drill_row["rto_seconds"] > 0 and drill_row["verified_at"] is not None
+    assert drill_row["rto_seconds"] > 0
+    assert drill_row["verified_at"] is not None
     assert drill_row["rpo_seconds"] >= 0
     assert drill_row["restored_bytes"] > 0
 
@@ -122,7 +122,8 @@ async def test_drill_fails_when_the_dump_lost_rows(
     outcome = await drill.run_drill(cfg.targets[0], {**row, "manifest": manifest})
     assert not outcome.passed
     checks = {c["check"]: c for c in outcome.checks}
-    assert checks["checksums"]["ok"] and checks["schema"]["ok"], checks
+    assert checks["checksums"]["ok"], checks
+    assert checks["schema"]["ok"], checks
     assert checks["restore"]["ok"], checks["restore"]
     assert not checks["row_counts"]["ok"]
     assert checks["row_counts"]["detail"]["tables"] == {
@@ -145,7 +146,8 @@ async def test_drill_fails_on_a_corrupted_dump(
     job = await worker.drill_now(cfg.targets[0])
     outcome = await worker.drill(job)
     assert not outcome.passed
-    assert outcome.checks[0]["check"] == "checksums" and not outcome.checks[0]["ok"]
+    assert outcome.checks[0]["check"] == "checksums"
+    assert not outcome.checks[0]["ok"]
     assert outcome.checks[0]["detail"]["files"] == [data.name]
     assert len(outcome.checks) == 1  # nothing restored from a corrupted dump
     drill_row = await _row(migrated_dsn, "restore_drills", job.id)
@@ -176,7 +178,8 @@ async def test_drill_fails_when_the_scratch_server_is_unreachable(
     assert outcome.error is not None
     assert outcome.error.startswith("cannot connect to the scratch server")
     drill_row = await _row(migrated_dsn, "restore_drills", job.id)
-    assert drill_row["status"] == "failed" and drill_row["rto_seconds"] is None
+    assert drill_row["status"] == "failed"
+    assert drill_row["rto_seconds"] is None
 
 
 async def test_drill_on_a_scratch_server_drops_its_database(

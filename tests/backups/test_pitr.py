@@ -86,7 +86,8 @@ async def test_pitr_drill_stops_at_the_target_time(
         cur = await conn.execute("SELECT * FROM restore_drills WHERE id = %s", (job.id,))
         row = await cur.fetchone()
         assert row is not None
-        assert row["status"] == "passed" and row["drill_type"] == "point_in_time"
+        assert row["status"] == "passed"
+        assert row["drill_type"] == "point_in_time"
         assert row["rto_seconds"] > 0
         cur = await conn.execute(
             "SELECT backup_method, backup_status FROM backup_status WHERE backup_target = 'selfhosted'"
@@ -101,7 +102,8 @@ async def test_pitr_drill_stops_at_the_target_time(
         assert [r[0] for r in await cur.fetchall()] == ["before", "after"]
 
     [(name, earliest, latest)] = pitr_windows(cfg)
-    assert name == "selfhosted" and earliest < latest
+    assert name == "selfhosted"
+    assert earliest < latest
 
 
 async def test_pitr_drill_without_a_base_backup_fails_with_the_reason(

@@ -13,7 +13,6 @@ from psycopg.rows import dict_row
 
 from backups import figures
 from backups.app import BackupExporter
-from backups.config import BackupsConfig
 from backups.worker import RecordUnavailable, Worker
 from common.exporter import render
 from common.upstream import UpstreamError
@@ -107,8 +106,10 @@ async def test_retention_removes_expired_dumps_and_marks_their_rows(
     rows = {r["id"]: r for r in await _rows(migrated_dsn, "SELECT * FROM backup_status")}
     assert rows[old.id]["removed_at"] is not None
     assert not Path(old_row["backup_location"]).exists()
-    assert rows[new.id]["removed_at"] is None and Path(rows[new.id]["backup_location"]).is_dir()
-    assert rows[outside.id]["removed_at"] is None and Path("/etc").is_dir()
+    assert rows[new.id]["removed_at"] is None
+    assert Path(rows[new.id]["backup_location"]).is_dir()
+    assert rows[outside.id]["removed_at"] is None
+    assert Path("/etc").is_dir()
 
 
 async def test_jobs_of_a_stopped_worker_are_failed(
@@ -184,14 +185,18 @@ async def test_metrics_from_the_record(
     snap, _ = await exporter.snapshot()
     assert snap is not None
     [b] = snap.backups
-    assert b.target == "app" and b.method == "pg_dump"
+    assert b.target == "app"
+    assert b.method == "pg_dump"
     assert dict(b.counts) == {"completed": 2, "failed": 1, "in_progress": 0, "removed": 0}
     assert b.success_ratio == pytest.approx(2 / 3)
-    assert b.last_size is not None and b.previous_size is not None
-    assert b.last_failed is not None and b.last_completed is not None
+    assert b.last_size is not None
+    assert b.previous_size is not None
+    assert b.last_failed is not None
+    assert b.last_completed is not None
     assert b.last_failed > b.last_completed
     [d] = snap.drills
-    assert d.last_passed is True and d.rto == pytest.approx(outcome.rto_seconds)
+    assert d.last_passed is True
+    assert d.rto == pytest.approx(outcome.rto_seconds)
     assert dict(snap.source_sizes)["app"] > 0
     text = render(exporter, await exporter.snapshot(), [], 0.0).decode()
     assert "backup_up 1.0" in text
