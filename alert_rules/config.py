@@ -116,7 +116,7 @@ def _base_url(value: str) -> str:
 Selector = Annotated[str, AfterValidator(_selector)]
 Regex = Annotated[str, AfterValidator(_regex)]
 # Scrape jobs: the keys of `selectors`, and what `exporters.optional` may name.
-Job = Literal["uptime", "recorder", "vercel", "supabase", "billing", "api"]
+Job = Literal["uptime", "recorder", "vercel", "supabase", "billing", "api", "backups"]
 
 
 class Knobs(Strict):
@@ -143,6 +143,8 @@ class Selectors(Knobs):
     billing: Selector
     # The operator API (api/): scraped like an exporter, so it gets the same health alerts.
     api: Selector
+    # The backup worker (backups/): its backup_ metrics, and the same health alerts.
+    backups: Selector
 
 
 class Deployments(Knobs):
@@ -390,6 +392,36 @@ class Supabase(Knobs):
     management: Management
 
 
+class SizeDrop(Knobs):
+    min_ratio: Fraction
+    for_: PromDuration = _hold()
+
+
+class Expiring(Knobs):
+    lead_seconds: Seconds
+    for_: PromDuration = _hold()
+
+
+class Drills(Knobs):
+    failed: Hold
+    missing: Hold
+    rto: Hold
+
+
+class OwnBackups(Knobs):
+    """The backup record's alerts (backups.alerts.yaml.j2). Each target's own limits (its
+    maximum backup age, drill window and RTO target) are the backup worker's config, exported
+    as series; these are the knobs that are the same for every target."""
+
+    missing: Hold
+    failed: Hold
+    size_drop: SizeDrop
+    expiring: Expiring
+    drills: Drills
+    record_unavailable: Hold
+    supabase_record_failing: Hold
+
+
 class Budget(Knobs):
     info_ratio: Positive
     warning_ratio: Positive
@@ -460,6 +492,7 @@ class AlertRulesConfig(Knobs):
     vercel: Vercel
     supabase: Supabase
     billing: Billing
+    backups: OwnBackups
 
     def runbook_url(self, alert: str) -> str:
         """The one runbook link of an alert: <base>/<Alert>.md#<alert> (rules and dashboards)."""

@@ -1,11 +1,11 @@
-"""Database: the Supabase exporter's view of PostgreSQL, and backups and health from the
-Management API."""
+"""Database: the Supabase exporter's view of PostgreSQL, backups and health from the
+Management API, and the backup record's backups and restore drills (Backups & DR)."""
 
 from __future__ import annotations
 
 from alert_rules.config import prom_duration
-from dashboards.common import TAGS, S
-from dashboards.lib import Dashboard, Prom, Var, runbook, stat, table, timeseries
+from dashboards.common import RULES, TAGS, S, spoken
+from dashboards.lib import Dashboard, Panel, Prom, Var, runbook, stat, table, timeseries
 
 DB = 'project=~"$database"'
 REF = 'project=~"$supabase_project"'
@@ -19,13 +19,172 @@ DATABASE = Var("database", "Database", "label_values(supabase_up, project)")
 SUPABASE_PROJECT = Var(
     "supabase_project", "Supabase project", "label_values(supabase_project_info, project)"
 )
+# The backup record's targets: wsinfra's pg_dump targets and the mirrored `supabase:<ref>`.
+BT = 'target=~"$backup_target"'
+BACKUP_TARGET = Var("backup_target", "Backup target", "label_values(backup_backups, target)")
+BK = RULES.backups
+# A daily schedule's limit (Supabase's, 26 h) colours the ages; each wsinfra target's own limit
+# is backup_max_age_seconds, which BackupMissing reads.
+DAILY = S.backups.max_age_seconds
+PASSED = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "failed", "color": "red", "index": 0},
+            "1": {"text": "passed", "color": "green", "index": 1},
+        },
+    }
+]
+
+
+def backups_and_dr() -> list[Panel]:
+    """The row "Backups & DR": the backup worker's backup_ series, per target."""
+    return [
+        stat(
+            "Last backup age",
+            f"Age of each target's newest completed backup (wsinfra's pg_dump targets and the Supabase projects mirrored into the record). Red past {spoken(DAILY)}, a daily schedule's limit; BackupMissing uses each target's own limit (backup_max_age_seconds).",
+            "s",
+            [
+                Prom(
+                    f"time() - max by (target) (backup_last_completed_timestamp_seconds{{{BT}}} > 0)",
+                    "{{target}}",
+                    instant=True,
+                )
+            ],
+            thresholds=[(None, "green"), (DAILY, "red")],
+            links=[runbook("BackupMissing"), runbook("BackupFailed")],
+            w=8,
+            new_row="Backups & DR",
+        ),
+        stat(
+            "Last restore drill",
+            "Whether each target's newest finished restore drill passed (schema, row counts, sampled checksums and smoke queries equal to the dump's).",
+            "none",
+            [
+                Prom(
+                    f"min by (target, type) (backup_drill_last_passed{{{BT}}})",
+                    "{{target}} {{type}}",
+                    instant=True,
+                )
+            ],
+            thresholds=[(None, "red"), (1, "green")],
+            links=[runbook("RestoreDrillFailed")],
+            mappings=PASSED,
+            w=8,
+        ),
+        stat(
+            "Last restore drill age",
+            f"Time since each target's newest drill finished, passed or failed. Red past {spoken(DAILY)}; RestoreDrillMissing uses each target's own window (backup_drill_window_seconds).",
+            "s",
+            [
+                Prom(
+                    f"time() - max by (target, type) (backup_drill_last_timestamp_seconds{{{BT}}} > 0)",
+                    "{{target}} {{type}}",
+                    instant=True,
+                )
+            ],
+            thresholds=[(None, "green"), (DAILY, "red")],
+            links=[runbook("RestoreDrillMissing")],
+            w=8,
+        ),
+        timeseries(
+            "RTO against target",
+            "Measured RTO of each target's newest passed drill (restore start to verified), and the target's RTO target as a line (the spec's 2 minutes by default). Above the line, a real restore would miss the target.",
+            "s",
+            [
+                Prom(
+                    f"max by (target, type) (backup_drill_rto_seconds{{{BT}}})",
+                    "{{target}} {{type}}",
+                ),
+                Prom(
+                    f"max by (target) (backup_drill_rto_target_seconds{{{BT}}})",
+                    "{{target}} target",
+                ),
+            ],
+            minimum=0,
+            links=[runbook("RestoreDrillRtoOverTarget")],
+        ),
+        timeseries(
+            "RPO of the last passed drill",
+            "Age of the restored data when each target's newest passed drill started: how much a restore of the newest backup would have lost.",
+            "s",
+            [
+                Prom(
+                    f"max by (target, type) (backup_drill_rpo_seconds{{{BT}}})",
+                    "{{target}} {{type}}",
+                )
+            ],
+            minimum=0,
+        ),
+        stat(
+            "Backup success rate (30 days)",
+            "Completed ÷ (completed + failed) among each target's backups started in the last 30 days. Orange below 100 %, red below 80 %.",
+            "percentunit",
+            [
+                Prom(
+                    f"min by (target, method) (backup_success_ratio{{{BT}}})",
+                    "{{target}} ({{method}})",
+                    instant=True,
+                )
+            ],
+            thresholds=[(None, "red"), (0.8, "orange"), (1, "green")],
+            links=[runbook("BackupFailed")],
+            w=12,
+            h=8,
+        ),
+        timeseries(
+            "Backup size",
+            f"Size of each target's newest completed backup. A drop under {BK.size_drop.min_ratio:.0%} of the one before fires BackupSizeDrop.",
+            "bytes",
+            [
+                Prom(
+                    f"max by (target, method) (backup_last_size_bytes{{{BT}}})",
+                    "{{target}} ({{method}})",
+                )
+            ],
+            minimum=0,
+            links=[runbook("BackupSizeDrop")],
+        ),
+        table(
+            "Backups expiring soon",
+            f"Per target, soonest first: when its newest completed backup expires. No newer one exists, so after that the target has no backup left: BackupExpiringWithoutNewer pages {spoken(BK.expiring.lead_seconds)} before. Red within that lead, orange within 3 days.",
+            "s",
+            [
+                Prom(
+                    f"sort(max by (target, method) (backup_last_completed_expiry_timestamp_seconds{{{BT}}}) - time())",
+                    instant=True,
+                    table=True,
+                )
+            ],
+            thresholds=[(None, "red"), (BK.expiring.lead_seconds, "orange"), (3 * 86400, "green")],
+            hide=["Time"],
+            rename={"Value": "newest expires in"},
+            links=[runbook("BackupExpiringWithoutNewer")],
+            w=12,
+        ),
+        stat(
+            "Oldest retained backup",
+            "Age of each target's oldest completed backup not yet removed by retention: how far back a restore can go.",
+            "s",
+            [
+                Prom(
+                    f"time() - min by (target) (backup_oldest_retained_timestamp_seconds{{{BT}}} > 0)",
+                    "{{target}}",
+                    instant=True,
+                )
+            ],
+            w=12,
+            h=8,
+        ),
+    ]
+
 
 DASHBOARD = Dashboard(
     uid="wsinfra-database",
     title="wsinfra / Database",
-    description="PostgreSQL health from the Supabase exporter's SQL collectors (connections, slow statements, cache, replication, vacuum, growth) and Supabase backups, PITR and service health from the Management API.",
+    description="PostgreSQL health from the Supabase exporter's SQL collectors (connections, slow statements, cache, replication, vacuum, growth), Supabase backups, PITR and service health from the Management API, and the backup record: last backups, restore drills, RTO against its target, RPO, success rate and expiring backups.",
     tags=[*TAGS, "database", "supabase"],
-    variables=[DATABASE, SUPABASE_PROJECT],
+    variables=[DATABASE, SUPABASE_PROJECT, BACKUP_TARGET],
     panels=[
         stat(
             "Database up",
@@ -215,5 +374,6 @@ DASHBOARD = Dashboard(
             rename={"Value": "ok"},
             links=[runbook("SupabaseCollectorFailing")],
         ),
+        *backups_and_dr(),
     ],
 )

@@ -207,6 +207,7 @@ EXPORTER_HEALTH = {
     "supabase": ("SupabaseExporterDown", "SupabaseExporterAbsent"),
     "billing": ("BillingExporterDown", "BillingExporterAbsent"),
     "api": ("OperatorApiDown", "OperatorApiAbsent"),
+    "backups": ("BackupWorkerDown", "BackupWorkerAbsent"),
 }
 
 
