@@ -35,7 +35,7 @@ VARS = {
     "__interval": "15s",
 }
 DEMO_TARGETS = 6
-VARS.update({"database": ".*", "supabase_project": ".*"})
+VARS.update({"database": ".*", "supabase_project": ".*", "backup_target": ".*"})
 # Panels listing one row per uptime target: (dashboard, panel title).
 PER_TARGET = {
     ("wsinfra-uptime", "Targets now"),
