@@ -380,7 +380,14 @@ class Worker:
         )
 
     async def scheduled(self) -> None:
-        """Start at most one due job per target per check, backups before drills."""
+        """Start at most one due job per target per check, backups before drills; after a job,
+        check again at the next tick (a drill follows its first backup at once)."""
+        before = sum(self.stats.finished.values())
+        await self._scheduled()
+        if sum(self.stats.finished.values()) != before:
+            self._next_schedule_check = 0.0
+
+    async def _scheduled(self) -> None:
         for t in self.cfg.targets:
             if t.schedule is not None:
                 job = await self._record(

@@ -282,6 +282,48 @@ def demo_api_config(
     }
 
 
+# The demo backs up and restores its own database every few minutes, so a new user sees the
+# record, drills, RTO and RPO within minutes (the real defaults are daily).
+DEMO_BACKUP_TARGET = "wsinfra"
+DEMO_RESTORE_TARGET = "drill-restore"
+
+
+def demo_backups_config(
+    conninfo: str, password_file: str | None, location: str, *, scratch: str = "private"
+) -> dict[str, Any]:
+    """The backup worker on the stack's own database: dumps, drills into a private cluster (or,
+    where no initdb can run, a scratch database on the same server), and a restore target for
+    the disaster-recovery API's executed restores."""
+    db: dict[str, Any] = {"conninfo": conninfo}
+    if password_file is not None:
+        db["password_file"] = password_file
+    drill: dict[str, Any] = {
+        "schedule": "5m",
+        "window": "30m",
+        "smoke_queries": ["SELECT 1 FROM schema_migrations LIMIT 1"],
+    }
+    if scratch != "private":
+        drill["scratch"] = {**db, "database_prefix": "wsinfra_drill"}
+    return {
+        "demo": True,
+        "record": db,
+        "location": location,
+        "targets": [
+            {
+                "name": DEMO_BACKUP_TARGET,
+                "source": {**db, "statement_timeout": "10m"},
+                "schedule": "5m",
+                "max_age": "20m",
+                # Two days: BackupExpiringWithoutNewer pages when the newest backup expires
+                # within a day, which a one-day retention would always be.
+                "retention_days": 2,
+                "drill": drill,
+            }
+        ],
+        "restore_targets": [{**db, "name": DEMO_RESTORE_TARGET}],
+    }
+
+
 def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     files = {
