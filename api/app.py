@@ -4,9 +4,9 @@ errors as JSON, request counting), the OpenAPI document, health, readiness and m
 Status contract: 200/202 done; 400/413/415/422 bad input (api/bodies.py); 401 no or bad
 credentials (with WWW-Authenticate; at the PagerDuty webhook, no or a bad signature, without);
 403 row-level security refused the write; 404 no such row for a caller allowed to write it (or
-PagerDuty webhooks not configured); 409 the alert is already resolved; 502/503 Alertmanager, the
-database or the JWKS is not answering, and nothing was written. Every error body is
-{"error": <closed code>, "reason": <text>}; no answer is a traceback.
+PagerDuty webhooks not configured); 409 the alert is already resolved, or a maintenance or backup
+conflict; 502/503 Alertmanager, the database or the JWKS is not answering, and nothing was
+written. Every error body is {"error": <closed code>, "reason": <text>}; no answer is a traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import PoolTimeout
 
-from api import alerts, costs, deploy, deployments, infra_metrics, pagerduty
+from api import (
+    alerts,
+    backups,
+    costs,
+    deploy,
+    deployments,
+    disaster_recovery,
+    infra_metrics,
+    pagerduty,
+)
 from api.alertmanager import Alertmanager
 from api.auth import Authenticator, JwksCache
 from api.config import ApiConfig, Secrets
@@ -241,6 +250,11 @@ def make_app(cfg: ApiConfig, secrets: Secrets, *, openapi_path: Path = OPENAPI) 
     app.router.add_get(f"{PREFIX}/deployments", deployments.list_deployments)
     app.router.add_post(f"{PREFIX}/deployments", deploy.create_deployment)
     app.router.add_post(f"{PREFIX}/webhooks/pagerduty", pagerduty.webhook)
+    app[backups.BACKUPS] = cfg.backups
+    app.router.add_get(f"{PREFIX}/backups", backups.list_backups)
+    app.router.add_post(f"{PREFIX}/backups", backups.post_backup)
+    app.router.add_post(f"{PREFIX}/disaster-recovery", disaster_recovery.post_recovery)
+    app.router.add_get(f"{PREFIX}/disaster-recovery/{{id}}", disaster_recovery.get_recovery)
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)

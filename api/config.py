@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from api.backups_config import BackupsSettings
 from api.escalation_config import Escalation
 from api.maintenance_config import MaintenanceSettings
 from api.reconcile_config import Reconcile
@@ -214,6 +215,8 @@ class ApiConfig(Strict):
     # Open rows of alerts Alertmanager no longer holds are resolved (an alert that ended while
     # silenced sends no resolved notification); lost manual incidents posted again.
     reconcile: Reconcile = Field(default_factory=Reconcile)
+    # POST/GET /backups and the disaster-recovery plan (docs/operator-api.md, "Backups").
+    backups: BackupsSettings = Field(default_factory=BackupsSettings)
     # How long the silence an acknowledgement creates lasts; ack again to extend it.
     ack_ttl: Duration = 4 * 3600.0
     # A manual incident fires until it is resolved through the API, or at most this long

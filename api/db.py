@@ -32,9 +32,10 @@ from schema import writes
 
 log = logging.getLogger(__name__)
 
-# The table of the newest migration the API needs (0011, maintenance windows; 0009's PagerDuty
-# webhooks and 0008's audit log before it, without which the API cannot write at all).
-REQUIRED_TABLE = "public.maintenance_windows"
+# The table of the newest migration the API needs (0013, backups and restore drills; 0011's
+# maintenance windows, 0009's PagerDuty webhooks and 0008's audit log before it, without which
+# the API cannot write at all).
+REQUIRED_TABLE = "public.restore_drills"
 
 
 class Database:

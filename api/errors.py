@@ -36,6 +36,9 @@ STATUS = {
     # A maintenance window that overlaps another of a same service, or would take a service
     # over its monthly maintenance budget, or is already over.
     "maintenance_conflict": 409,
+    # A backup of the target is already requested or running, or a disaster-recovery restore
+    # into the restore target is (api/backups.py, api/disaster_recovery.py).
+    "backup_conflict": 409,
     # 5xx: something we depend on is not answering; nothing was written.
     "internal": 500,
     "alertmanager_refused": 502,

@@ -15,7 +15,9 @@ from aiohttp.test_utils import TestClient
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from api.app import OPENAPI, load_openapi, make_app
+from api.backups import CreateBackupRequest
 from api.bodies import AlertActionRequest, Body, CreateAlertRequest, DeploymentRequest
+from api.disaster_recovery import DisasterRecoveryRequest
 from api.errors import REASONS
 from api.maintenance import WindowRequest
 from tests.api.conftest import write_config
@@ -42,6 +44,8 @@ def test_error_codes_are_the_codes_the_api_answers_with() -> None:
         (AlertActionRequest, "AlertActionRequest"),
         (DeploymentRequest, "DeploymentRequest"),
         (WindowRequest, "MaintenanceWindowRequest"),
+        (CreateBackupRequest, "CreateBackupRequest"),
+        (DisasterRecoveryRequest, "DisasterRecoveryRequest"),
     ],
 )
 def test_request_schemas_name_the_models_fields(model: type[Body], schema: str) -> None:

@@ -124,6 +124,13 @@ def served_api(
         # The document's example window is in 2099 (an example must stay in the future); the
         # default max_ahead (366 days) would refuse it.
         maintenance={"max_ahead": "36600d"},
+        # A target (the documented example asks it a backup: 202, then 409 while it waits) and
+        # a restore target, so generated plans and restores reach the database.
+        backups={
+            "targets": [{"name": "wsinfra"}],
+            "location": str(tmp_path / "backups"),
+            "restore_targets": ["drill-restore"],
+        },
         **pagerduty_config(tmp_path),
     )
     port = free_port()
@@ -188,6 +195,10 @@ def test_every_operation_answers_as_its_schema_says(served_api: str) -> None:
         "GET /api/infrastructure/maintenance",
         "POST /api/infrastructure/maintenance",
         "DELETE /api/infrastructure/maintenance/{id}",
+        "GET /api/infrastructure/backups",
+        "POST /api/infrastructure/backups",
+        "POST /api/infrastructure/disaster-recovery",
+        "GET /api/infrastructure/disaster-recovery/{id}",
         "GET /metrics",
         "GET /-/healthy",
         "GET /-/ready",
@@ -236,6 +247,16 @@ def test_every_operation_answers_as_its_schema_says(served_api: str) -> None:
         ("/api/infrastructure/maintenance", "POST", "201"),
         ("/api/infrastructure/maintenance", "POST", "422"),
         ("/api/infrastructure/maintenance/{id}", "DELETE", "404"),
+        # The documented example is requested (202) and then waits (409); the list answers.
+        ("/api/infrastructure/backups", "GET", "200"),
+        ("/api/infrastructure/backups", "GET", "422"),
+        ("/api/infrastructure/backups", "POST", "202"),
+        ("/api/infrastructure/backups", "POST", "409"),
+        ("/api/infrastructure/backups", "POST", "422"),
+        # The documented example plans a failover; generated plans are refused with a reason.
+        ("/api/infrastructure/disaster-recovery", "POST", "200"),
+        ("/api/infrastructure/disaster-recovery", "POST", "422"),
+        ("/api/infrastructure/disaster-recovery/{id}", "GET", "404"),
     ):
         assert answered.get((route, method, code), 0) > 0, (route, method, code, answered)
     # No 5xx from any operation. /-/ready answers 503 by design until the machine users are
