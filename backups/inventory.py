@@ -12,6 +12,7 @@ exactly what the backup holds; taken again on the restored copy, a drill compare
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,8 +124,23 @@ _OBJECTS: tuple[tuple[str, str], ...] = (
 )
 
 
+# PostgreSQL does not deparse every expression the same after a dump and restore: a varchar
+# IN-list's CHECK reads `ARRAY['a'::character varying]::text[]` in the source and
+# `ARRAY[('a'::character varying)::text]` once restored. Definitions are compared without casts,
+# parentheses and whitespace: what is left still names every column, value and operator.
+_CAST = re.compile(
+    r"::(?:character varying|double precision|bit varying|timestamp with(?:out)? time zone"
+    r'|time with(?:out)? time zone|"[^"]+"|[a-z_][a-z0-9_.]*)(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])*'
+)
+_NOISE = re.compile(r"[()\s]+")
+
+
+def normalize(definition: str) -> str:
+    return _NOISE.sub("", _CAST.sub("", definition))
+
+
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(normalize(text).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

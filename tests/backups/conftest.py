@@ -21,7 +21,9 @@ SOURCE_SCHEMA = """
 CREATE ROLE wsinfra_test_reader NOLOGIN;
 CREATE TABLE customers (
     id bigint PRIMARY KEY, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL,
-    balance numeric(12, 2) NOT NULL DEFAULT 0 CHECK (balance >= 0), tags text[], profile jsonb
+    balance numeric(12, 2) NOT NULL DEFAULT 0 CHECK (balance >= 0), tags text[], profile jsonb,
+    -- A varchar IN-list: PostgreSQL deparses it differently after a dump and restore.
+    tier VARCHAR(20) DEFAULT 'free' CHECK (tier IN ('free', 'pro', 'team'))
 );
 CREATE TABLE orders (
     customer_id bigint NOT NULL REFERENCES customers (id), n int NOT NULL,

@@ -296,7 +296,38 @@ def test_outage_pages_with_text_and_recovery_resolves(stack: Stack) -> None:
     assert resolved["state"] == "resolved"
     assert not listed()
 
-    # 7. The report as the usage line and README advertise it: flags pass through to billing.
+    # 7. Backups: the worker backed the demo database up and a restore drill of it passed
+    #    (both start when the stack does); the admin caller sees them through the API, and the
+    #    recovery plan's estimate comes from that measured drill.
+    wait_for(
+        "a passed restore drill of the demo database",
+        lambda: stack.query('backup_drill_last_passed{target="wsinfra",type="restore"} == 1'),
+        timeout=120,
+    )
+    admin = (stack.run_dir_path / "demo" / "secrets" / "api_demo_admin_token").read_text().strip()
+
+    def as_admin(path: str, body: dict[str, Any] | None = None) -> Any:
+        req = urllib.request.Request(  # noqa: S310 - loopback
+            stack.url("API", f"/api/infrastructure/{path}"),
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+            return json.loads(resp.read())
+
+    listing = as_admin("backups?target=wsinfra")
+    assert any(b["backup_status"] == "completed" for b in listing["backups"]), listing
+    drills = [d for d in listing["latest_drills"] if d["drill_type"] == "restore"]
+    assert drills, listing["latest_drills"]
+    assert drills[0]["status"] == "passed", listing["latest_drills"]
+    plan = as_admin(
+        "disaster-recovery",
+        {"recovery_type": "backup_restore", "recovery_scope": "database_only"},
+    )
+    assert plan["estimate_basis"]["restore_measured"] is True, plan
+    assert plan["recovery_plan"]["steps"], plan
+
+    # 8. The report as the usage line and README advertise it: flags pass through to billing.
     month = datetime.now(UTC).strftime("%Y-%m")
     for args in (["--format", "json"], ["--month", month, "--format", "json"]):
         res = stack.wsinfra("report", *args)
