@@ -14,7 +14,8 @@ The plan (docs/disaster-recovery.md, "Steps", lists exactly the step names below
   `point_in_time` drill (its RTO less what restoring its restored_bytes takes at that
   throughput). The target time must lie in the point-in-time window (self-hosted targets:
   `backup_pitr_earliest/latest_timestamp_seconds{target}`; Supabase projects:
-  `supabase_pitr_window_seconds{project}` back from the newest completed backup, up to now);
+  `supabase_pitr_earliest_timestamp_seconds{project}` up to now, or, from an older exporter,
+  `supabase_pitr_window_seconds{project}` back from the newest completed backup);
   outside it, or with no window known, the request is refused (422) with the reason and the
   window. Supabase's point-in-time restore is done in Supabase (dashboard or support): the plan
   says so and nothing here calls a restore endpoint.
@@ -476,6 +477,13 @@ async def pitr_window(services: Services, target: str, now: datetime) -> tuple[W
     enabled = await _one(services, f"max(supabase_pitr_enabled{sel})", at)
     if enabled == 0:
         return None, "Supabase reports point-in-time recovery off for the project"
+    earliest = await _one(services, f"max(supabase_pitr_earliest_timestamp_seconds{sel})", at)
+    if earliest is not None and earliest <= at:
+        # The earliest physical backup, as the Management API gives it: WAL-G archives
+        # continuously from there up to now.
+        window = _window(earliest, at, "supabase")
+        if window is not None:
+            return window, ""
     span = await _one(services, f"max(supabase_pitr_window_seconds{sel})", at)
     if span is None:
         return None, "the Supabase exporter reports no point-in-time window for the project"

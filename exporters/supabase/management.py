@@ -69,6 +69,7 @@ class Backups:
     pitr: bool | None = None
     walg: bool | None = None
     pitr_window: float | None = None  # latest minus earliest physical backup
+    pitr_earliest: float | None = None  # the earliest physical backup: how far back PITR reaches
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +196,7 @@ def parse_backups(doc: object) -> Backups:
             if isinstance(earliest, int) and isinstance(latest, int) and latest >= earliest
             else None
         ),
+        pitr_earliest=float(earliest) if isinstance(earliest, int) else None,
     )
 
 
@@ -402,6 +404,11 @@ def collect(view: ManagementView) -> list[Metric]:
         "Span between the earliest and latest physical backup: how far back PITR reaches (cached).",
         labels=["project"],
     )
+    earliest = GaugeMetricFamily(
+        "supabase_pitr_earliest_timestamp_seconds",
+        "The earliest physical backup: the oldest time point-in-time recovery reaches (cached).",
+        labels=["project"],
+    )
     required = GaugeMetricFamily(
         "supabase_pitr_required", "1 where the config says PITR must be on.", labels=["project"]
     )
@@ -430,6 +437,8 @@ def collect(view: ManagementView) -> list[Metric]:
             walg.add_metric([ref], 1.0 if b.walg else 0.0)
         if b.pitr_window is not None:
             window.add_metric([ref], b.pitr_window)
+        if b.pitr_earliest is not None:
+            earliest.add_metric([ref], b.pitr_earliest)
         required.add_metric([ref], 1.0 if p.pitr_required else 0.0)
         for svc, st in p.services:
             health.add_metric([ref, svc], 1.0 if st == "ACTIVE_HEALTHY" else 0.0)
@@ -450,6 +459,7 @@ def collect(view: ManagementView) -> list[Metric]:
         pitr,
         walg,
         window,
+        earliest,
         required,
         health,
         status,

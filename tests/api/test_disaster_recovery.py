@@ -74,6 +74,18 @@ def _series() -> str:
                 {"job": "supabase", "project": "nopitr0000000000"},
                 86400,
             ),
+            # The exporter gives the window's start itself: that wins over the span.
+            gauge("supabase_pitr_enabled", {"job": "supabase", "project": "earliest00000000"}, 1),
+            gauge(
+                "supabase_pitr_window_seconds",
+                {"job": "supabase", "project": "earliest00000000"},
+                86400,
+            ),
+            gauge(
+                "supabase_pitr_earliest_timestamp_seconds",
+                {"job": "supabase", "project": "earliest00000000"},
+                at - 3 * 86400,
+            ),
             # PITR on, but the exporter has not seen its newest backup.
             gauge(
                 "supabase_pitr_window_seconds",
@@ -437,6 +449,23 @@ async def test_supabase_point_in_time_is_done_in_supabase(world: Any) -> None:
     body["target_time"] = _iso(NOW - 86400 - 600)
     status, doc = await _plan(api, body)
     assert status == 422
+
+
+async def test_the_supabase_window_starts_at_the_earliest_physical_backup(world: Any) -> None:
+    api, _, _ = world
+    body = {
+        "recovery_type": "point_in_time",
+        "recovery_scope": "database_only",
+        "backup_target": "supabase:earliest00000000",
+        "target_time": _iso(NOW - 2 * 86400),  # beyond the 1-day span, inside the window
+    }
+    status, doc = await _plan(api, body)
+    assert status == 200, doc
+    assert _at(doc["pitr_window"]["earliest"]) == pytest.approx(time.time() - 3 * 86400, abs=300)
+    body["target_time"] = _iso(NOW - 3 * 86400 - 600)
+    status, doc = await _plan(api, body)
+    assert status == 422
+    assert "before the earliest recoverable time" in doc["reason"]
 
 
 async def test_a_supabase_backup_restore_plan(world: Any) -> None:

@@ -176,6 +176,7 @@ def management_source(cfg: SupabaseConfig) -> ManagementSource:
                     pitr=True,
                     walg=True,
                     pitr_window=6 * DAY + 21 * 3600,
+                    pitr_earliest=NOW - 6 * DAY - 21 * 3600,
                     # The OTHER one has no integer id: not mirrored.
                     invalid=1,
                 ),

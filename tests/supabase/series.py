@@ -62,6 +62,7 @@ MANAGEMENT_SAMPLE_NAMES = frozenset(
         "supabase_pitr_enabled",
         "supabase_walg_enabled",
         "supabase_pitr_window_seconds",
+        "supabase_pitr_earliest_timestamp_seconds",
         "supabase_pitr_required",
         "supabase_service_healthy",
         "supabase_service_status",

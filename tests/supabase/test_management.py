@@ -98,6 +98,10 @@ async def test_discovers_active_projects_and_reports_backups_pitr_and_health(rig
     assert await rig.value("supabase_pitr_window_seconds", project=ref) == pytest.approx(
         6 * 86400 + 3 * 3600, abs=2
     )
+    # The fake's oldest completed backup (seven daily ones, the newest 3 h old).
+    assert await rig.value(
+        "supabase_pitr_earliest_timestamp_seconds", project=ref
+    ) == pytest.approx(rig.clock() - 6 * 86400 - 3 * 3600, abs=2)
     assert await rig.value("supabase_service_healthy", project=ref, service="db") == 1
     assert (
         await rig.value(
