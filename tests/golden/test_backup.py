@@ -44,7 +44,9 @@ def snapshot() -> Snapshot:
             ),
         ),
         drills=(
-            DrillFigures("app", "point_in_time", True, NOW - 7200, NOW - 7200, 31.25, 0.5, 268435456),
+            DrillFigures(
+                "app", "point_in_time", True, NOW - 7200, NOW - 7200, 31.25, 0.5, 268435456
+            ),
             DrillFigures("app", "restore", False, NOW - 900, NOW - 87300, 48.5, 3720.0, 268435456),
         ),
         source_sizes=(("app", 281018368.0),),
