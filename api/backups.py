@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -29,7 +27,7 @@ from pydantic import Field, StringConstraints
 
 from api.alertmanager import rfc3339
 from api.backups_config import BackupsSettings
-from api.bodies import Body, no_query, query_params, read_body
+from api.bodies import Body, jsonable, no_query, parse_time, query_params, read_body
 from api.db import policy_admits
 from api.errors import ApiError
 from api.state import REQUEST_ID, SERVICES, caller
@@ -62,44 +60,14 @@ FORBIDDEN = "the backup_status policy admits admins only"
 # A target as the record names them: a configured one, or supabase:<ref> for the mirror.
 TargetRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
 _TARGET = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$", re.ASCII)
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
-)
 
 
 def invalid(reason: str) -> ApiError:
     return ApiError("invalid_request", reason)
 
 
-def parse_time(name: str, text: str) -> datetime:
-    """An RFC 3339 time with an offset, in UTC; anything else is a 422 naming `name`."""
-    if not _RFC3339.fullmatch(text):
-        raise invalid(f"{name} must be an RFC 3339 time with an offset, e.g. 2026-11-30T12:00:00Z")
-    # Python 3.11's fromisoformat takes up to microseconds: nanoseconds are cut.
-    cut = re.sub(r"(\.\d{6})\d+", r"\1", text.upper().replace(" ", "T"))
-    try:
-        return datetime.fromisoformat(cut).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise invalid(f"{name} is not a valid date and time") from None
-
-
 def timestamp(value: datetime | None) -> str | None:
     return None if value is None else rfc3339(value)
-
-
-def jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    """A row for the audit log's JSON (times RFC 3339, ids as text)."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            out[key] = rfc3339(value)
-        elif isinstance(value, uuid.UUID):
-            out[key] = str(value)
-        elif isinstance(value, Decimal):
-            out[key] = float(value)
-        else:
-            out[key] = value
-    return out
 
 
 def known_targets(settings: BackupsSettings) -> str:

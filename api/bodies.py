@@ -12,6 +12,9 @@ Status per kind of problem, the same for every endpoint:
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
@@ -19,6 +22,7 @@ from aiohttp import web
 from multidict import MultiMapping
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from api.alertmanager import rfc3339
 from api.errors import ApiError
 from common.ingress import (
     BadRequest,
@@ -179,3 +183,49 @@ def deployments_query(request: web.Request) -> tuple[str | None, int]:
             raise _invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}")
         limit = int(text)
     return environment, limit
+
+
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A database row for JSON (an audit row's before/after, an answer): times RFC 3339, ids as
+    text, decimals as numbers."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            out[key] = rfc3339(value)
+        elif isinstance(value, UUID):
+            out[key] = str(value)
+        elif isinstance(value, Decimal):
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out
+
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
+)
+_NO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$", re.ASCII)
+
+
+def parse_time(name: str, text: str) -> datetime:
+    """An RFC 3339 time with an offset (Z or ±hh:mm), in UTC; anything else is a 422 naming
+    `name`. The pattern first: fromisoformat alone takes ISO 8601 forms RFC 3339 does not
+    (20261130T1200Z), and a time without an offset would silently be the server's."""
+    if not _RFC3339.fullmatch(text):
+        if _NO_OFFSET.fullmatch(text):
+            raise ApiError(
+                "invalid_request",
+                f"{name} must be an RFC 3339 time with a time zone offset (Z or +hh:mm)",
+            )
+        raise ApiError(
+            "invalid_request", f"{name} must be an RFC 3339 time such as 2026-11-30T12:00:00Z"
+        )
+    # Python 3.11's fromisoformat takes up to microseconds: nanoseconds are cut.
+    cut = re.sub(r"(\.\d{6})\d+", r"\1", text.upper().replace(" ", "T"))
+    try:
+        return datetime.fromisoformat(cut).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
+        raise ApiError(
+            "invalid_request",
+            f"{name} is not a valid date and time (RFC 3339, such as 2026-11-30T12:00:00Z)",
+        ) from None

@@ -57,12 +57,10 @@ from api.backups import (
     TargetRef,
     drill_json,
     invalid,
-    jsonable,
-    parse_time,
     timestamp,
 )
 from api.backups_config import BackupsSettings
-from api.bodies import Body, no_query, read_body
+from api.bodies import Body, jsonable, no_query, parse_time, read_body
 from api.db import policy_admits
 from api.errors import ApiError
 from api.infra_metrics import prometheus_call

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from aiohttp import web
 
 from api import metric_catalogue as cat
 from api.alertmanager import rfc3339
-from api.bodies import query_params
+from api.bodies import parse_time, query_params
 from api.db import METRICS_PROBE, policy_admits
 from api.errors import ApiError
 from api.prometheus import PrometheusError, PrometheusRefused, Series, finite
@@ -46,10 +45,6 @@ MAX_POINTS = 11_000
 STABLE_PERCENT = 5.0
 # Queries to Prometheus in flight at once for one request (every metric type, two periods).
 CONCURRENCY = 4
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
-)
-_NO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$", re.ASCII)
 _AGGREGATIONS: dict[str, cat.Aggregation] = {a: a for a in cat.AGGREGATIONS}
 _PARAMS = ("service", "metric_type", "start_time", "end_time", "aggregation", "interval")
 
@@ -76,17 +71,8 @@ def _invalid(reason: str) -> ApiError:
 
 
 def _time(name: str, text: str) -> float:
-    """An RFC 3339 time with an offset (Z or ±hh:mm) as unix seconds. The pattern first:
-    fromisoformat alone accepts ISO 8601 forms RFC 3339 does not (20261130T1200Z)."""
-    if not _RFC3339.fullmatch(text):
-        if _NO_OFFSET.fullmatch(text):
-            raise _invalid(f"{name} needs a time zone offset (Z or +hh:mm)")
-        raise _invalid(f"{name} must be an RFC 3339 time such as 2026-11-30T12:00:00Z")
-    try:
-        at = datetime.fromisoformat(text.upper())
-    except ValueError:
-        raise _invalid(f"{name} must be an RFC 3339 time such as 2026-11-30T12:00:00Z") from None
-    seconds = at.timestamp()
+    """An RFC 3339 time with an offset as unix seconds, not before the epoch."""
+    seconds = parse_time(name, text).timestamp()
     if seconds < 0:
         raise _invalid(f"{name} must not be before 1970-01-01T00:00:00Z")
     return seconds

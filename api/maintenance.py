@@ -43,7 +43,7 @@ from pydantic import Field, StringConstraints
 from api.alertmanager import rfc3339
 from api.alerts import alertmanager_call, take_back
 from api.auth import Identity
-from api.bodies import Body, no_query, read_body
+from api.bodies import Body, jsonable, no_query, parse_time, read_body
 from api.config import ApiConfig, Machine
 from api.db import Database
 from api.errors import ApiError
@@ -188,15 +188,6 @@ class WindowRequest(Body):
     starts_at: Time
     ends_at: Time
     reason: Reason
-
-
-def _parse_time(name: str, text: str) -> datetime:
-    # Python 3.11's fromisoformat takes "Z" and up to microseconds; nanoseconds are cut.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
-        raise ApiError("invalid_request", f"{name}: not a valid date and time") from None
 
 
 # Every query reads whole rows (SELECT *, RETURNING *): window_json and the audit use them all.
@@ -355,18 +346,6 @@ VALUES (ARRAY['wsinfra-api-probe'], now(), now() + INTERVAL '1 second', 'probe',
 """
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            out[key] = rfc3339(value)
-        elif isinstance(value, uuid.UUID):
-            out[key] = str(value)
-        else:
-            out[key] = value
-    return out
-
-
 def _audit(
     who: Identity,
     request_id: str,
@@ -379,8 +358,8 @@ def _audit(
         action,
         TABLE,
         str(target_id),
-        None if before is None else _jsonable(before),
-        None if after is None else _jsonable(after),
+        None if before is None else jsonable(before),
+        None if after is None else jsonable(after),
         request_id,
     )
 
@@ -553,8 +532,8 @@ async def post_window(request: web.Request) -> web.Response:
         raise ApiError("invalid_request", "services: a service is listed twice")
     w = Window(
         tuple(sorted(req.services)),
-        _parse_time("starts_at", req.starts_at),
-        _parse_time("ends_at", req.ends_at),
+        parse_time("starts_at", req.starts_at),
+        parse_time("ends_at", req.ends_at),
         req.reason,
     )
     check_shape(m.settings, w, datetime.now(UTC), grace=True)

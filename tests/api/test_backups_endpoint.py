@@ -25,6 +25,19 @@ URL = "/api/infrastructure/backups"
 NOW = datetime.now(UTC)
 
 
+def restart_clock() -> None:
+    """Rows are dated relative to now at the start of each test, not to the module's import: in
+    the whole suite a test may run many minutes after collection, and a backup "30 s old" must
+    still be 30 s old when the data-loss risk is judged."""
+    global NOW
+    NOW = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clock() -> None:
+    restart_clock()
+
+
 def backups_config(tmp_path: Path) -> dict[str, Any]:
     return {
         "targets": [{"name": "wsinfra"}, {"name": "other", "location": "/mnt/dumps/other/"}],

@@ -23,7 +23,7 @@ from api.backups_config import BackupsSettings
 from schema import backups as record
 from tests.api.conftest import USERS, as_user, rows, start_client, write_config
 from tests.api.prometheus_data import openmetrics, prometheus_data
-from tests.api.test_backups_endpoint import drill, mirror, own_backup
+from tests.api.test_backups_endpoint import drill, mirror, own_backup, restart_clock
 
 pytestmark = pytest.mark.integration
 URL = "/api/infrastructure/disaster-recovery"
@@ -134,6 +134,7 @@ async def _record(dsn: str) -> dict[str, uuid.UUID]:
     """wsinfra: measured restores (and some that must not count), a point-in-time drill,
     backups; other: a backup whose manifest knows the size, no drill; third: a backup and
     nothing else; the Supabase project's backups mirrored."""
+    restart_clock()
     h = timedelta(hours=1)
     for ago, restored, rto in (
         # bytes per second, newest first: 1e7, 2e7, 3e7, 2e7, 4e7 (median 2e7) ...
