@@ -202,8 +202,7 @@ async def _smoke(conn: psycopg.AsyncConnection[Any], i: int, query: str) -> dict
             cur = await conn.execute(query)  # the operator's config
             row = await cur.fetchone() if cur.description else None
     except psycopg.Error as exc:
-        diag = getattr(exc, "diag", None)
-        reason = getattr(diag, "message_primary", None) or type(exc).__name__
+        reason = pgtools.pg_reason(exc)
         return _check(name, False, f"failed: {str(reason)[:300]}")
     return _check(name, row is not None, None if row is not None else "returned no rows")
 
@@ -280,8 +279,7 @@ async def run_drill(
     except (scratch.ScratchError, pgtools.ToolError) as exc:
         return DrillOutcome(False, checks, None, None, None, str(exc))
     except psycopg.Error as exc:
-        diag = getattr(exc, "diag", None)
-        reason = getattr(diag, "message_primary", None) or type(exc).__name__
+        reason = pgtools.pg_reason(exc)
         return DrillOutcome(False, checks, None, None, None, f"verification failed: {reason}")
     passed = all(c["ok"] for c in checks)
     failed = [c["check"] for c in checks if not c["ok"]]

@@ -58,12 +58,6 @@ def file_checksums(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _pg_error(exc: psycopg.Error) -> str:
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return str(primary or type(exc).__name__)[:300]
-
-
 async def take_backup(target: Target, location: Path, backup_id: uuid.UUID) -> DumpResult:
     """Dump `target` into a new directory under `location`; BackupError on any failure (the
     partial directory is removed)."""
@@ -111,7 +105,7 @@ async def _dump(target: Target, out: Path) -> dict[str, Any]:
             "wsinfra-backups",
         )
     except psycopg.Error as exc:
-        raise BackupError(f"cannot connect to {target.name}: {_pg_error(exc)}") from None
+        raise BackupError(f"cannot connect to {target.name}: {pgtools.pg_reason(exc)}") from None
     try:
         # One snapshot for everything: the inventory is what pg_dump --snapshot reads.
         await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -140,7 +134,7 @@ async def _dump(target: Target, out: Path) -> dict[str, Any]:
         await conn.execute("COMMIT")
         return manifest
     except psycopg.Error as exc:
-        raise BackupError(f"reading {target.name} failed: {_pg_error(exc)}") from None
+        raise BackupError(f"reading {target.name} failed: {pgtools.pg_reason(exc)}") from None
     except pgtools.ToolError as exc:
         raise BackupError(str(exc)) from None
     finally:

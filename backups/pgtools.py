@@ -61,6 +61,16 @@ async def libpq_env(conn: PgConnection | None) -> AsyncIterator[dict[str, str]]:
             os.unlink(name)
 
 
+def pg_reason(exc: Exception) -> str:
+    """What a psycopg error says, short and safe to record: the server's primary message, or
+    the client's first line (a connection failure names host and port, never a password: the
+    conninfo holds none)."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    text = str(exc).strip()
+    return str(primary or (text.splitlines()[0] if text else type(exc).__name__))[:300]
+
+
 def _short(stderr: bytes) -> str:
     text = stderr.decode("utf-8", "replace").strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]

@@ -279,7 +279,12 @@ async def run_pitr_drill(
         )
     except psycopg.Error as exc:
         return DrillOutcome(
-            False, checks, None, None, None, f"checking the restore failed: {_reason(exc)}"
+            False,
+            checks,
+            None,
+            None,
+            None,
+            f"checking the restore failed: {pgtools.pg_reason(exc)}",
         ), target_time
     except PitrError as exc:
         return DrillOutcome(
@@ -287,14 +292,6 @@ async def run_pitr_drill(
         ), target_time
     finally:
         await cluster.remove()
-
-
-def _reason(exc: psycopg.Error) -> str:
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return str(
-        primary or str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    )[:300]
 
 
 async def _connect_when_recovered(
@@ -310,7 +307,7 @@ async def _connect_when_recovered(
         except psycopg.OperationalError as exc:
             if time.monotonic() > deadline:
                 raise PitrError(
-                    f"the restored server did not accept connections: {_reason(exc)}"
+                    f"the restored server did not accept connections: {pgtools.pg_reason(exc)}"
                 ) from None
         else:
             cur = await conn.execute("SELECT pg_is_in_recovery()")

@@ -182,7 +182,9 @@ async def create_database(server: PgConnection, name: str) -> PgConnection:
     try:
         conn = await connect(server, "wsinfra-backups")
     except psycopg.Error as exc:
-        raise ScratchError(f"cannot connect to the scratch server: {_pg_reason(exc)}") from None
+        raise ScratchError(
+            f"cannot connect to the scratch server: {pgtools.pg_reason(exc)}"
+        ) from None
     try:
         await conn.set_autocommit(True)
         await conn.execute(
@@ -191,7 +193,7 @@ async def create_database(server: PgConnection, name: str) -> PgConnection:
             )
         )
     except psycopg.Error as exc:
-        raise ScratchError(f"cannot create database {name}: {_pg_reason(exc)}") from None
+        raise ScratchError(f"cannot create database {name}: {pgtools.pg_reason(exc)}") from None
     finally:
         await conn.close()
     return with_dbname(server, name)
@@ -209,13 +211,6 @@ async def drop_database(server: PgConnection, name: str, prefix: str) -> None:
         )
     finally:
         await conn.close()
-
-
-def _pg_reason(exc: psycopg.Error) -> str:
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    text = primary or str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return str(text)[:300]
 
 
 @contextlib.asynccontextmanager

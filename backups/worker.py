@@ -445,6 +445,15 @@ async def _lock_target(conn: psycopg.AsyncConnection[Any], what: str, target: st
     return bool(row and row[0])
 
 
+def _due(ages: tuple[Any, ...] | None, schedule: float) -> bool:
+    """(seconds since the last attempt, since the last one that did not fail): due when no good
+    one is within the schedule, and the last attempt, if it failed, is past the retry pause."""
+    any_age, ok_age = ages or (None, None)
+    if ok_age is not None and float(ok_age) < schedule:
+        return False
+    return any_age is None or float(any_age) >= min(schedule, RETRY_AFTER)
+
+
 async def _due_backup(
     conn: psycopg.AsyncConnection[Any], t: Target, schedule: float
 ) -> record.BackupJob | None:
@@ -458,11 +467,7 @@ async def _due_backup(
         """,
         (t.name, record.PG_DUMP),
     )
-    row = await cur.fetchone()
-    any_age, ok_age = row or (None, None)
-    if ok_age is not None and float(ok_age) < schedule:
-        return None
-    if any_age is not None and float(any_age) < min(schedule, RETRY_AFTER):
+    if not _due(await cur.fetchone(), schedule):
         return None
     return await record.start_backup(
         conn, target=t.name, retention_days=t.retention_days, location=str(Path("pending"))
@@ -491,11 +496,7 @@ async def _due_drill(
         """,
         (t.name, drill_type),
     )
-    row = await cur.fetchone()
-    any_age, ok_age = row or (None, None)
-    if ok_age is not None and float(ok_age) < schedule:
-        return None
-    if any_age is not None and float(any_age) < min(schedule, RETRY_AFTER):
+    if not _due(await cur.fetchone(), schedule):
         return None
     return await record.start_drill(
         conn, target=t.name, drill_type=drill_type, restore_into=where, trigger="schedule"
