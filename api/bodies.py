@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiMapping
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -111,6 +112,11 @@ async def read_body(request: web.Request, model: type[B], max_bytes: int) -> B:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BadRequest("too_large", f"body over {max_bytes} bytes", 413) from None
+        except RequestPayloadError:
+            # A Content-Encoding (gzip, deflate) whose body does not decode as it says.
+            raise BadRequest(
+                "invalid_json", "the body does not decode as its Content-Encoding says", 400
+            ) from None
         doc = strict_json(body, unique_keys=True)
     except BadRequest as exc:
         raise ApiError(exc.reason, exc.detail) from None

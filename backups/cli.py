@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -39,6 +40,9 @@ def summary(cfg: BackupsConfig, _: None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Dumps, manifests and base backups readable by this user only: a manifest names roles, row
+    # counts and sampled keys, and the dump is the data itself.
+    os.umask(0o077)
     args = sys.argv[1:] if argv is None else argv
     if args[:1] and args[0] in JOBS:
         return job_main(args[0], args[1:])
@@ -79,13 +83,34 @@ def job_main(kind: str, argv: list[str]) -> int:
     if kind == "pitr-drill" and target.pitr is None:
         print(f"error: target {target.name} has no pitr section in {args.config}", file=sys.stderr)
         return 2
+    backup_id = getattr(args, "backup_id", None)
     try:
-        ok, out = asyncio.run(_job(kind, Worker(cfg), target, getattr(args, "backup_id", None)))
+        if backup_id is not None:
+            why = asyncio.run(_unusable(Worker(cfg), target, backup_id))
+            if why is not None:
+                print(f"error: backup {backup_id}: {why}", file=sys.stderr)
+                return 2
+        ok, out = asyncio.run(_job(kind, Worker(cfg), target, backup_id))
     except RecordUnavailable as exc:
         print(f"error: the record database is unavailable ({exc})", file=sys.stderr)
         return 1
     print(json.dumps(out, indent=1, default=str))
     return 0 if ok else 1
+
+
+async def _unusable(worker: Worker, target: Target, backup_id: uuid.UUID) -> str | None:
+    """Why the backup cannot be drilled for `target` (None: it can): checked before any drill is
+    recorded, so a mistyped id is an error, not a failed drill that alerts."""
+    row = await worker._record("read", lambda c: record.backup_by_id(c, backup_id))
+    if row is None:
+        return "no such backup"
+    if row["backup_target"] != target.name or row["backup_method"] != record.PG_DUMP:
+        return f"not a dump of {target.name} ({row['backup_method']} of {row['backup_target']})"
+    if row["backup_status"] != "completed" or row["removed_at"] is not None:
+        return "not a completed backup whose files are kept"
+    if not row["manifest"]:
+        return "no manifest to verify against"
+    return None
 
 
 async def _job(

@@ -158,7 +158,8 @@ async def verify(
         await inventory.prepare_session(conn)
         checks.append(
             compare_schema(
-                manifest.get("schema_objects") or {}, await inventory.schema_objects(conn)
+                manifest.get("schema_objects") or {},
+                await inventory.schema_objects(conn, int(manifest.get("schema_digest", 1))),
             )
         )
         tables = {t.name: t for t in await inventory.tables(conn)}

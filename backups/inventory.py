@@ -139,8 +139,15 @@ def normalize(definition: str) -> str:
     return _NOISE.sub("", _CAST.sub("", definition))
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(normalize(text).encode()).hexdigest()[:16]
+# How a manifest's schema digests were made: 1, the definitions as printed (manifests written
+# before 2026-11-30); 2, normalized. A drill digests the restored copy the manifest's way, so an
+# older backup stays verifiable.
+SCHEMA_DIGEST = 2
+
+
+def _digest(text: str, version: int = SCHEMA_DIGEST) -> str:
+    raw = normalize(text) if version >= 2 else text
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +165,15 @@ async def prepare_session(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(stmt)
 
 
-async def schema_objects(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
+async def schema_objects(
+    conn: psycopg.AsyncConnection[Any], digest: int = SCHEMA_DIGEST
+) -> dict[str, str]:
     """{"kind name": digest of its definition} for every user schema object."""
     out: dict[str, str] = {}
     for kind, query in _OBJECTS:
         cur = await conn.execute(query)  # built from constants only
         for name, definition in await cur.fetchall():
-            out[f"{kind} {name}"] = _digest(str(definition))
+            out[f"{kind} {name}"] = _digest(str(definition), digest)
     return out
 
 
@@ -284,6 +293,7 @@ async def take(conn: psycopg.AsyncConnection[Any], sample_rows: int) -> dict[str
         "database_size_bytes": await database_size(conn),
         "roles": await roles(conn),
         "schema_objects": await schema_objects(conn),
+        "schema_digest": SCHEMA_DIGEST,
         "row_counts": counts,
         "samples": samples,
     }

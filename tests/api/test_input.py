@@ -194,6 +194,27 @@ async def test_a_chunked_body_over_the_limit_is_413(api: TestClient) -> None:
     assert (await resp.json())["error"] == "too_large"
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_does_not_decode_as_its_encoding_says_is_400(
+    api: TestClient, encoding: str
+) -> None:
+    resp = await api.post(
+        URL,
+        data=b'{"alert_type": "x"}',
+        headers={
+            **as_user("admin"),
+            "Content-Type": "application/json",
+            "Content-Encoding": encoding,
+        },
+    )
+    assert resp.status == 400, await resp.text()
+    doc = await resp.json()
+    assert doc == {
+        "error": "invalid_json",
+        "reason": "the body does not decode as its Content-Encoding says",
+    }
+
+
 async def test_query_parameters_are_refused_where_none_are_defined(api: TestClient) -> None:
     resp = await api.get(URL, params={"severity": "critical"}, headers=as_user("admin"))
     assert resp.status == 422

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
@@ -62,6 +64,18 @@ def test_backup_and_drill_from_the_command_line(
     assert out["rto_seconds"] > 0
     for text in (backup.stdout, backup.stderr, drill.stdout, drill.stderr):
         assert "s3cret" not in text
+    # What the worker writes is its user's only.
+    location = Path(row["backup_location"])
+    for path in (location, location / "manifest.json", location / "dump"):
+        assert path.stat().st_mode & 0o077 == 0, path
+    # A drill of a backup that is not this target's dump is refused before anything is recorded.
+    for bad, why in ((str(uuid.uuid4()), "no such backup"),):
+        res = _run("drill", "--config.file", str(cfg), "--target", "app", "--backup-id", bad)
+        assert res.returncode == 2
+        assert why in res.stderr
+    with psycopg.connect(migrated_dsn) as conn:
+        drills = conn.execute("SELECT count(*) FROM restore_drills").fetchone()
+    assert drills == (1,)  # the passed one only
 
 
 def test_bad_config_and_unknown_target_exit_2(shared_tmp: Path) -> None:
