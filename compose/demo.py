@@ -216,6 +216,10 @@ DEMO_API_ISSUER = "http://127.0.0.1/wsinfra-demo/auth/v1"
 # /deployments through the demo Vercel's deploy hook); the ops one is refused.
 DEMO_API_DEVELOPER_TOKEN = "demo-api-developer-token-000000000000000"  # noqa: S105 - demo-only
 DEMO_API_DEVELOPER_USER = "00000000-0000-4000-8000-0000000000a2"
+# A third, role admin: backups and the disaster-recovery plan are the spec's admin-only tables
+# (backup_status's policy), so the demo needs an admin to show them.
+DEMO_API_ADMIN_TOKEN = "demo-api-admin-token-0000000000000000000"  # noqa: S105 - demo-only
+DEMO_API_ADMIN_USER = "00000000-0000-4000-8000-0000000000a3"
 # The demo Vercel's deploy hook for project web, branch main (production). Like a real hook's,
 # its URL is a secret file (vercel_deploy_hook_url) the API and the fake both read.
 DEMO_DEPLOY_HOOK_ID = "demoHookMain00000001"
@@ -264,6 +268,12 @@ def demo_api_config(
                 "token_file": f"{secrets_dir}/api_demo_developer_token",
                 "role": "developer",
                 "user_id": DEMO_API_DEVELOPER_USER,
+            },
+            {
+                "name": "demo-admin",
+                "token_file": f"{secrets_dir}/api_demo_admin_token",
+                "role": "admin",
+                "user_id": DEMO_API_ADMIN_USER,
             },
         ],
         "deploy_hooks": {
@@ -324,6 +334,17 @@ def demo_backups_config(
     }
 
 
+def demo_api_backups(location: str) -> dict[str, Any]:
+    """The operator API's backups section: the worker's demo target (its dumps under
+    `location`) and restore target, and the retention the worker keeps them for."""
+    return {
+        "targets": [{"name": DEMO_BACKUP_TARGET}],
+        "location": location,
+        "restore_targets": [DEMO_RESTORE_TARGET],
+        "retention_policy": {"database_retention_days": 2},
+    }
+
+
 def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -338,6 +359,7 @@ def write_demo_secrets(secrets_dir: Path, sink_url: str) -> None:
         "api_jwt_secret": DEMO_API_JWT_SECRET,
         "api_demo_token": DEMO_API_TOKEN,
         "api_demo_developer_token": DEMO_API_DEVELOPER_TOKEN,
+        "api_demo_admin_token": DEMO_API_ADMIN_TOKEN,
     }
     for name, value in files.items():
         path = secrets_dir / name

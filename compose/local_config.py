@@ -46,6 +46,12 @@ SECRET_HELP = {
     "recorder_db_password": "the password of the recorder's database role",
     "api_probe_token": "the bearer token the uptime probe sends to the API",
     "api_db_password": "the password of the operator API's database role",
+    "backups_db_password": "the password of the backup worker's role in wsinfra's database",
+    "app_backup_password": "the password of the role the backup worker dumps a target with",
+    "drill_scratch_password": "the password of the drill role on the scratch PostgreSQL server",
+    "restore_target_password": (
+        "the password of the role that creates restore databases on the restore target"
+    ),
     "api_jwt_secret": "the Supabase project's JWT secret (Settings → API), at least 32 bytes",
     "api_grafana_token": "a bearer token of at least 32 characters for the Grafana machine caller",
     "vercel_deploy_hook_web_main": (
@@ -76,6 +82,7 @@ PARTS = {
     "supabase": Part("the Supabase exporter", config="supabase.yaml"),
     "billing": Part("the billing exporter", config="billing.yaml", folders=("invoices/supabase",)),
     "api": Part("the operator API (/api/infrastructure/)", config="api.yaml"),
+    "backups": Part("backups, restore drills and point-in-time drills", config="backups.yaml"),
     "webhooks": Part(
         "deployment webhooks from Vercel and GitHub into the recorder",
         secrets=("vercel_webhook_secret", "github_webhook_secret"),
@@ -217,7 +224,14 @@ def check(stack: Stack) -> tuple[list[str], list[str]]:
     problems = stack_secret_problems(stack)
     checked = [f"{_shown(local / 'secrets')}/ (stack secrets)"]
     # Each config by its own service; the API's command line names its command first.
-    commands = {"uptime": [], "vercel": [], "supabase": [], "billing": [], "api": ["serve"]}
+    commands = {
+        "uptime": [],
+        "vercel": [],
+        "supabase": [],
+        "billing": [],
+        "api": ["serve"],
+        "backups": [],
+    }
     for name, command in commands.items():
         path = local / f"{name}.yaml"
         if not path.exists():

@@ -156,6 +156,18 @@ SERVICES: tuple[Service, ...] = (
         scrapes=(Scrape("api"),),
         enabled_when=config.demo_or_configured("api.yaml"),
     ),
+    # The backup worker (after the recorder, which migrates the record it writes).
+    Service(
+        name="backups",
+        program=Python("backups"),
+        port=Port("WSINFRA_BACKUPS_PORT", 19707, container=9707),
+        config=config.backups,
+        ready="/-/ready",
+        label=config.backups_label,
+        shown_path="/metrics",
+        scrapes=(Scrape("backups", interval="15s"),),
+        enabled_when=config.demo_or_configured("backups.yaml"),
+    ),
     Service(
         name="supabase",
         program=Python("exporters.supabase"),

@@ -160,6 +160,8 @@ def test_every_panel_query_returns_data(stack: Stack) -> None:
             and stack.query("job:billing_cost_per_active_user_usd:ratio")
             # The shop's traffic over the slow-statement window.
             and stack.query("project_queryid:supabase_db_statement_mean_seconds:rate2m")
+            # The backup worker's first backup and the restore drill that follows it.
+            and stack.query('backup_drill_last_passed{type="restore"} == 1')
         ),
         timeout=150,
         every=2,

@@ -289,6 +289,30 @@ def test_compose_billing_config_is_valid_and_its_secrets_are_provided() -> None:
     assert cfg.cost_tracking.conninfo.startswith("host=postgres ")
 
 
+def test_compose_backups_config_is_valid_and_writes_where_its_volume_is() -> None:
+    from backups.config import BackupsConfig
+
+    cfg = load_config(COMPOSE / "backups" / "backups.yaml", BackupsConfig)
+    svc = DOC["services"]["backups"]
+    provided = {f"/run/secrets/{s}" for s in svc["secrets"]}
+    conns = [cfg.record, *(t.source for t in cfg.targets), *cfg.restore_targets]
+    assert {str(c.password_file) for c in conns} == provided
+    assert all(c.conninfo.startswith("host=postgres ") for c in conns)
+    assert cfg.demo
+    assert [t.drill.scratch for t in cfg.targets] == ["private"]
+    # Dumps go to a named volume; the private drill cluster to /tmp, writable on a read-only
+    # root filesystem only as a tmpfs.
+    assert f"backups:{cfg.location}" in svc["volumes"]
+    assert "backups" in DOC["volumes"]
+    assert svc["read_only"]
+    assert "/tmp" in svc["tmpfs"]
+    # backup_status and restore_drills are the recorder's migrations.
+    assert "recorder" in svc["depends_on"]
+    dockerfile = (COMPOSE / "Dockerfile").read_text()
+    assert "postgresql-15" in dockerfile
+    assert str(cfg.location) in dockerfile
+
+
 # --- The local stack's table (compose/services.py) drives the runner, isolated_env, the
 # Prometheus configs and compose.
 
@@ -376,26 +400,27 @@ def test_the_local_stack_runs_and_scrapes_what_its_mode_enables(tmp_path: Path) 
     demo = _stack(tmp_path / "demo")
     assert [s.name for s in demo.services] == [
         "platform", "sink", "supabase-api", "vercel-api", "billing-api", "uptime-us-east",
-        "uptime-eu-west", "vercel", "recorder", "api", "supabase", "billing", "alertmanager",
-        "prometheus",
+        "uptime-eu-west", "vercel", "recorder", "api", "backups", "supabase", "billing",
+        "alertmanager", "prometheus",
     ]  # fmt: skip
     assert jobs(demo) == [
-        "uptime", "vercel", "recorder", "api", "supabase", "supabase-projects", "billing",
-        "alertmanager", "prometheus",
+        "uptime", "vercel", "recorder", "api", "backups", "supabase", "supabase-projects",
+        "billing", "alertmanager", "prometheus",
     ]  # fmt: skip
     real = _stack(tmp_path / "real", real=True)
     assert [s.name for s in real.services] == [
         "uptime", "recorder", "supabase", "alertmanager", "prometheus",
     ]  # fmt: skip
     assert jobs(real) == ["uptime", "recorder", "supabase", "alertmanager", "prometheus"]
-    # Vercel, the API and billing join when their config exists; Supabase's projects with
-    # project_metrics.
-    for name in ("vercel.yaml", "billing.yaml", "api.yaml"):
+    # Vercel, the API, the backup worker and billing join when their config exists; Supabase's
+    # projects with project_metrics.
+    for name in ("vercel.yaml", "billing.yaml", "api.yaml", "backups.yaml"):
         (tmp_path / "real" / "config" / name).write_text("{}\n")
     (tmp_path / "real" / "config" / "supabase.yaml").write_text("project_metrics: {}\n")
     real = _stack(tmp_path / "real", real=True)
     assert [s.name for s in real.services] == [
-        "uptime", "vercel", "recorder", "api", "supabase", "billing", "alertmanager", "prometheus",
+        "uptime", "vercel", "recorder", "api", "backups", "supabase", "billing", "alertmanager",
+        "prometheus",
     ]  # fmt: skip
     assert "supabase-projects" in jobs(real)
 
