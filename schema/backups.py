@@ -119,6 +119,34 @@ async def upsert_supabase_backups(
     return inserted, updated
 
 
+async def mark_unlisted_supabase_backups(
+    conn: psycopg.AsyncConnection[Any],
+    ref: str,
+    listed: Sequence[int],
+    *,
+    complete: bool,
+) -> int:
+    """A mirrored backup the API no longer lists is gone (Supabase drops backups past the plan's
+    retention without a REMOVED status): its row gets removed_at. `complete`: the listing is
+    the API's whole list; otherwise (the mirror wrote only the newest ones) only rows newer than
+    the oldest listed backup can be known gone. Returns how many rows were marked."""
+    cur = await conn.execute(
+        """
+        UPDATE backup_status SET removed_at = now()
+        WHERE backup_target = %(target)s AND source_key IS NOT NULL AND removed_at IS NULL
+          AND source_key <> ALL(%(keys)s)
+          AND (%(complete)s OR started_at > (
+                SELECT min(started_at) FROM backup_status WHERE source_key = ANY(%(keys)s)))
+        """,
+        {
+            "target": supabase_target(ref),
+            "keys": [f"supabase:{ref}:{i}" for i in listed],
+            "complete": complete,
+        },
+    )
+    return cur.rowcount
+
+
 # --- the worker's own dumps ------------------------------------------------------------------
 
 

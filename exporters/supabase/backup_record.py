@@ -27,7 +27,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from common.postgres import connect
 from exporters.supabase.config import ManagedProject, Record
-from schema.backups import SupabaseBackup, upsert_supabase_backups
+from schema.backups import (
+    SupabaseBackup,
+    mark_unlisted_supabase_backups,
+    upsert_supabase_backups,
+)
 
 log = logging.getLogger("exporters.supabase.backup_record")
 APPLICATION_NAME = "wsinfra-supabase-exporter"
@@ -96,16 +100,19 @@ class BackupRecord:
         self.last_success: float | None = None
         self.errors: collections.Counter[str] = collections.Counter()
         self.changes: collections.Counter[str] = collections.Counter()
+        self.complete: dict[str, bool] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
 
     def retention_days(self, ref: str) -> int:
         return self.cfg.retention_days(self.projects.get(ref))
 
-    def offer(self, ref: str, entries: Sequence[BackupEntry]) -> None:
+    def offer(self, ref: str, entries: Sequence[BackupEntry], *, complete: bool = True) -> None:
         """A project's listing as just refreshed: replaces any older one still pending and
-        wakes the writer (no I/O: called by the refresh)."""
+        wakes the writer (no I/O: called by the refresh). `complete`: these are all the
+        backups the API listed (none left out past MAX_ENTRIES)."""
         self.pending[ref] = tuple(entries)
+        self.complete[ref] = complete
         self._wake.set()
 
     async def run(self) -> None:
@@ -178,9 +185,16 @@ class BackupRecord:
                 # One transaction per project: its listing is recorded whole or not at all.
                 async with conn.transaction():
                     inserted, updated = await upsert_supabase_backups(conn, rows)
+                    removed = await mark_unlisted_supabase_backups(
+                        conn,
+                        ref,
+                        [e.id for e in batch[ref]],
+                        complete=self.complete.get(ref, False),
+                    )
                 done.add(ref)
                 self.changes["inserted"] += inserted
                 self.changes["updated"] += updated
+                self.changes["removed"] += removed
         finally:
             await conn.close()
 
@@ -189,7 +203,7 @@ class BackupRecord:
             self.up,
             self.last_success,
             tuple((r, self.errors[r]) for r in REASONS),
-            tuple((c, self.changes[c]) for c in ("inserted", "updated")),
+            tuple((c, self.changes[c]) for c in ("inserted", "updated", "removed")),
         )
 
 
@@ -222,7 +236,8 @@ def collect(record: RecordView, skipped: Iterable[tuple[str, int, int]]) -> list
         errors.add_metric([reason], n)
     changes = CounterMetricFamily(
         "supabase_backup_record_changes",
-        "Rows of backup_status the mirror inserted, or updated as a backup's status moved.",
+        "Rows of backup_status the mirror inserted, updated as a backup's status moved, or marked"
+        " removed when the API stopped listing the backup.",
         labels=["change"],
     )
     for change, n in record.changes:

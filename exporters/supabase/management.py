@@ -336,7 +336,7 @@ class ManagementSource:
                 refreshed_at=self.clock(),
             )
             if self.record is not None:
-                self.record.offer(ref, backups.entries)
+                self.record.offer(ref, backups.entries, complete=backups.over_limit == 0)
         # Projects gone from the account (or paused) stop being reported.
         if cfg.discover and listed:
             for ref in list(projects):

@@ -208,6 +208,46 @@ async def test_the_list_is_mirrored_exactly_once_across_refreshes(
 
 
 @pytest.mark.integration
+async def test_a_backup_the_api_stops_listing_is_marked_removed(
+    make_rig: RigFactory, migrated_dsn: str
+) -> None:
+    """Supabase drops backups past the plan's retention from the list without a REMOVED
+    status: the row stays, as history, with removed_at (not counted as retained)."""
+    rig = await make_rig(migrated_dsn)
+    assert await rig.refresh()
+    oldest_t, _ = rig.live.backups.pop()  # the oldest ages out
+    assert await rig.refresh()
+    gone = await rig.row(backup_id(oldest_t))
+    assert gone["removed_at"] is not None
+    assert gone["backup_status"] == "completed"
+    assert sum(r["removed_at"] is None for r in await rig.rows()) == 6
+    assert await rig.value("supabase_backup_record_changes_total", change="removed") == 1
+    assert await rig.refresh()  # nothing more to mark
+    assert await rig.value("supabase_backup_record_changes_total", change="removed") == 1
+
+
+@pytest.mark.integration
+async def test_an_incomplete_listing_marks_only_what_vanished_inside_it(
+    make_rig: RigFactory, migrated_dsn: str
+) -> None:
+    """When the mirror wrote only the newest MAX_ENTRIES, backups older than the oldest of
+    those may still be listed: only one missing from within the written range is gone."""
+    from schema.backups import mark_unlisted_supabase_backups
+
+    rig = await make_rig(migrated_dsn)
+    assert await rig.refresh()
+    ids = [backup_id(t) for t, _ in rig.live.backups]  # newest first, 7
+    async with await psycopg.AsyncConnection.connect(migrated_dsn) as conn:
+        # The newest three written, the second of them missing; the four older not written.
+        marked = await mark_unlisted_supabase_backups(conn, LIVE, [ids[0], ids[2]], complete=False)
+        await conn.commit()
+    assert marked == 1
+    assert (await rig.row(ids[1]))["removed_at"] is not None
+    for bid in (ids[0], *ids[2:]):
+        assert (await rig.row(bid))["removed_at"] is None
+
+
+@pytest.mark.integration
 async def test_a_logical_backup_is_recorded_as_such(
     make_rig: RigFactory, migrated_dsn: str
 ) -> None:
