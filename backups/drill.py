@@ -264,14 +264,14 @@ async def run_drill(
                     location / DUMP_DIR,
                     into,
                     manifest,
-                    jobs=target.jobs,
+                    jobs=target.drill.jobs,
                     timeout=target.drill.timeout,
                 )
             )
             phases["restore"] = round(time.monotonic() - mark, 3)
             mark = time.monotonic()
             checks.extend(
-                await verify(into, manifest, target.drill.smoke_queries, jobs=target.jobs)
+                await verify(into, manifest, target.drill.smoke_queries, jobs=target.drill.jobs)
             )
             phases["verify"] = round(time.monotonic() - mark, 3)
             rto = time.monotonic() - t0

@@ -128,9 +128,8 @@ async def main(rounds: int, size_mb: int, compress: int, jobs: int) -> None:
             {
                 "name": "bench",
                 "source": {"conninfo": source.connection().conninfo, "statement_timeout": "1h"},
-                "drill": {"smoke_queries": ["SELECT 1 FROM t00 WHERE id = 1"]},
+                "drill": {"smoke_queries": ["SELECT 1 FROM t00 WHERE id = 1"], "jobs": jobs},
                 "compress": compress,
-                "jobs": jobs,
             }
         )
         t = time.monotonic()
@@ -165,7 +164,7 @@ def cli() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--compress", type=int, default=1, help="the dump's gzip level (0: none)")
-    ap.add_argument("--jobs", type=int, default=2, help="pg_dump/pg_restore jobs (ours)")
+    ap.add_argument("--jobs", type=int, default=4, help="the drill's pg_restore jobs (ours)")
     args = ap.parse_args()
     tempfile.tempdir = None
     asyncio.run(main(args.rounds, args.size_mb, args.compress, args.jobs))
