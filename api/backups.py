@@ -205,6 +205,14 @@ WHERE (%(target)s::text IS NULL OR backup_target = %(target)s)
 ORDER BY started_at DESC, id
 LIMIT %(limit)s
 """
+# The newest finished drill of each listed backup: which backups were proven restorable (the
+# runbook's "prefer the newest backup whose drill passed").
+_BACKUP_DRILLS = """
+SELECT DISTINCT ON (backup_id) backup_id, id, status, finished_at, rto_seconds
+FROM restore_drills
+WHERE backup_id = ANY(%(ids)s) AND status IN ('passed', 'failed')
+ORDER BY backup_id, finished_at DESC
+"""
 # Over every row of the target (or all), whatever the other filters: the summary describes the
 # record, the list pages through it. The success rate is over the backups started in the last 30
 # days, as the worker's backup_success_ratio.
@@ -267,6 +275,17 @@ def backup_json(r: dict[str, Any]) -> dict[str, Any]:
     if r["completed_at"] is not None:
         item["completed_at"] = rfc3339(r["completed_at"])
     return item
+
+
+def last_drill_json(d: dict[str, Any] | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {
+        "id": str(d["id"]),
+        "status": d["status"],
+        "finished_at": timestamp(d["finished_at"]),
+        "rto_seconds": d["rto_seconds"],
+    }
 
 
 def summary_json(s: dict[str, Any]) -> dict[str, Any]:
@@ -334,6 +353,8 @@ async def list_backups(request: web.Request) -> web.Response:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(_LIST, params)
         found = await cur.fetchall()
+        await cur.execute(_BACKUP_DRILLS, {"ids": [r["id"] for r in found]})
+        proven = {d["backup_id"]: d for d in await cur.fetchall()}
         await cur.execute(_SUMMARY, params)
         summary = await cur.fetchone()
         await cur.execute(_LATEST_DRILLS, params)
@@ -342,7 +363,10 @@ async def list_backups(request: web.Request) -> web.Response:
     policy = settings.retention_policy
     return web.json_response(
         {
-            "backups": [backup_json(r) for r in found],
+            "backups": [
+                {**backup_json(r), "last_drill": last_drill_json(proven.get(r["id"]))}
+                for r in found
+            ],
             "backup_summary": summary_json(summary),
             "retention_policy": {
                 "database_retention_days": policy.database_retention_days,

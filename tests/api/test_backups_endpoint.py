@@ -112,6 +112,7 @@ def drill(
     rto: float | None = None,
     restored: int | None = None,
     checks: list[dict[str, Any]] | None = None,
+    backup_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     at = NOW - requested
     finished = at + timedelta(seconds=rto or 30) if status in ("passed", "failed") else None
@@ -119,8 +120,8 @@ def drill(
         dsn,
         "INSERT INTO restore_drills (drill_type, backup_target, status, trigger, requested_at,"
         " started_at, verified_at, finished_at, rto_seconds, rpo_seconds, restored_bytes, checks,"
-        " error_message) VALUES (%s, %s, %s, 'schedule', %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " RETURNING id",
+        " error_message, backup_id)"
+        " VALUES (%s, %s, %s, 'schedule', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         drill_type,
         target,
         status,
@@ -133,6 +134,7 @@ def drill(
         restored,
         Jsonb(checks or []),
         "row counts differ" if status == "failed" else None,
+        backup_id,
     )
     return uuid.UUID(str(out[0][0]))
 
@@ -475,6 +477,31 @@ async def test_bad_filters_are_refused(api: TestClient, query: str, reason: str)
     resp = await api.get(f"{URL}?{query}", headers=as_user("admin"))
     assert resp.status == 422
     assert reason in (await resp.json())["reason"]
+
+
+async def test_each_backup_says_whether_its_newest_drill_passed(
+    api: TestClient, seeded: Any
+) -> None:
+    """The runbook's "prefer the newest backup whose drill passed", answerable from the list."""
+    dsn, _ = seeded
+    old = own_backup(dsn, "wsinfra", "completed", timedelta(days=2), took=60, size=10**6)
+    new = own_backup(dsn, "wsinfra", "completed", timedelta(days=1), took=60, size=10**6)
+    never = own_backup(dsn, "wsinfra", "completed", timedelta(hours=1), took=60, size=10**6)
+    proven = drill(dsn, "wsinfra", "restore", "passed", timedelta(hours=40), rto=12, backup_id=old)
+    drill(dsn, "wsinfra", "restore", "passed", timedelta(hours=20), rto=9, backup_id=new)
+    broke = drill(dsn, "wsinfra", "restore", "failed", timedelta(hours=10), backup_id=new)
+    drill(dsn, "wsinfra", "restore", "requested", timedelta(minutes=1), backup_id=never)
+    doc = await (await api.get(f"{URL}?target=wsinfra", headers=as_user("admin"))).json()
+    last = {b["id"]: b["last_drill"] for b in doc["backups"]}
+    assert last[str(never)] is None  # requested, not finished: not proven yet
+    assert last[str(new)]["id"] == str(broke)
+    assert last[str(new)]["status"] == "failed"
+    assert last[str(old)] == {
+        "id": str(proven),
+        "status": "passed",
+        "finished_at": last[str(old)]["finished_at"],
+        "rto_seconds": 12,
+    }
 
 
 async def test_the_newest_drill_of_each_target_and_type(api: TestClient, seeded: Any) -> None:
