@@ -179,16 +179,17 @@ def deployments_query(request: web.Request) -> tuple[str | None, int]:
     environment = q.get("environment")
     if environment is not None and environment not in ENVIRONMENTS:
         raise _invalid(f"environment must be one of {', '.join(ENVIRONMENTS)}")
-    text = q.get("limit")
-    limit = DEFAULT_LIMIT
-    if text is not None:
-        # The length first: int() of a 5,000-digit string raises (and costs) before any compare.
-        if not (
-            len(text) <= 3 and text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT
-        ):
-            raise _invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}")
-        limit = int(text)
-    return environment, limit
+    return environment, parse_limit(q.get("limit"), DEFAULT_LIMIT)
+
+
+def parse_limit(text: str | None, default: int) -> int:
+    """A list's `limit` query parameter: 1..MAX_LIMIT, `default` when absent."""
+    if text is None:
+        return default
+    # The length first: int() of a 5,000-digit string raises (and costs) before any compare.
+    if not (len(text) <= 3 and text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT):
+        raise _invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(text)
 
 
 def jsonable(row: dict[str, Any]) -> dict[str, Any]:

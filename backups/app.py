@@ -22,9 +22,10 @@ from common.postgres import connect
 from common.refresh import RefreshLoop
 from common.upstream import UpstreamError
 
-# The source databases are asked their size this often (a connection each): often enough for a
-# recovery estimate, rarely enough to cost production nothing.
-SOURCE_SIZE_EVERY = 300.0
+# The source databases are asked their size (a connection each), and the WAL archives listed for
+# the PITR window (a stat per segment), this often: often enough for a recovery estimate, rarely
+# enough to cost production and a large archive nothing.
+SLOW_READS_EVERY = 300.0
 
 
 class BackupExporter(shared.ExporterDefaults):
@@ -35,7 +36,8 @@ class BackupExporter(shared.ExporterDefaults):
         self.cfg = cfg
         self.worker = Worker(cfg, work_dir=work_dir)
         self._sizes: dict[str, float] = {}
-        self._sizes_at = 0.0
+        self._windows: tuple[tuple[str, float, float], ...] = ()
+        self._slow_at = 0.0
         self.loop: RefreshLoop[figures.Snapshot] = RefreshLoop(
             "backup record",
             self.refresh,
@@ -60,18 +62,18 @@ class BackupExporter(shared.ExporterDefaults):
             raise UpstreamError("other", type(exc).__name__) from None
         finally:
             await conn.close()
-        await self._source_sizes()
-        windows = await asyncio.to_thread(figures.pitr_windows, self.cfg)
-        return figures.Snapshot(backups, drills, tuple(sorted(self._sizes.items())), windows)
+        await self._slow_reads()
+        return figures.Snapshot(backups, drills, tuple(sorted(self._sizes.items())), self._windows)
 
     def _count_read_error(self) -> None:
         errors = self.worker.stats.record_errors
         errors["read"] = errors.get("read", 0) + 1
 
-    async def _source_sizes(self) -> None:
-        if time.monotonic() - self._sizes_at < SOURCE_SIZE_EVERY and self._sizes_at:
+    async def _slow_reads(self) -> None:
+        if self._slow_at and time.monotonic() - self._slow_at < SLOW_READS_EVERY:
             return
-        self._sizes_at = time.monotonic()
+        self._slow_at = time.monotonic()
+        self._windows = await asyncio.to_thread(figures.pitr_windows, self.cfg)
         for t in self.cfg.targets:
             try:
                 conn = await connect(t.source, APP)

@@ -7,7 +7,6 @@ labels are the target (a configured name or supabase:<ref>) and the method.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,7 +97,6 @@ class Snapshot:
     drills: tuple[DrillFigures, ...] = ()
     source_sizes: tuple[tuple[str, float], ...] = ()
     pitr_windows: tuple[tuple[str, float, float], ...] = ()
-    taken_at: float = field(default_factory=time.time)
 
 
 def _f(v: Any) -> float | None:
@@ -350,12 +348,14 @@ def collect(cfg: BackupsConfig, snap: Snapshot | None, jobs: JobStats) -> Iterab
         src.add_metric([name], v)
     early = g(
         "backup_pitr_earliest_timestamp_seconds",
-        "Point-in-time targets: the oldest base backup's start (how far back a restore reaches).",
+        "Point-in-time targets: the oldest base backup's start (how far back a restore reaches;"
+        " cached, read every 5 minutes).",
         labels=["target"],
     )
     late = g(
         "backup_pitr_latest_timestamp_seconds",
-        "Point-in-time targets: the newest archived WAL segment's time (how recent a restore can be).",
+        "Point-in-time targets: the newest archived WAL segment's time (how recent a restore can"
+        " be; cached, read every 5 minutes).",
         labels=["target"],
     )
     for name, a, b2 in snap.pitr_windows:

@@ -327,14 +327,12 @@ class Worker:
             # Jobs a stopped worker (this one before a restart, or another) left running.
             await self.fail_orphans()
             self._next_orphan_check = time.monotonic() + RETENTION_CHECK
-        names = self.names
-        job = await self._record("write", lambda c: record.claim_backup_request(c, names))
-        if job is not None:
+        job = await self._record("write", functools.partial(_claim, names=self.names))
+        if isinstance(job, record.BackupJob):
             await self.backup(job)
             return
-        drill_job = await self._record("write", lambda c: record.claim_drill_request(c, names))
-        if drill_job is not None:
-            await self.drill(drill_job)
+        if job is not None:
+            await self.drill(job)
             return
         now = time.monotonic()
         if now >= self._next_schedule_check:
@@ -345,14 +343,13 @@ class Worker:
             await self.retention()
 
     async def fail_orphans(self) -> None:
-        timeout = self._longest() + ORPHAN_GRACE
-        for fail in (record.fail_abandoned_backups, record.fail_abandoned_drills):
-            await self._record(
-                "write",
-                functools.partial(
-                    fail, targets=self.names, grace_seconds=ORPHAN_GRACE, timeout_seconds=timeout
-                ),
-            )
+        names, timeout = self.names, self._longest() + ORPHAN_GRACE
+
+        async def fail(conn: psycopg.AsyncConnection[Any]) -> None:
+            for orphans in (record.fail_abandoned_backups, record.fail_abandoned_drills):
+                await orphans(conn, names, grace_seconds=ORPHAN_GRACE, timeout_seconds=timeout)
+
+        await self._record("write", fail)
 
     @contextlib.asynccontextmanager
     async def _holding(self, job_id: Any) -> AsyncIterator[None]:
@@ -435,6 +432,14 @@ class Worker:
                 )
                 if djob is not None:
                     await self.drill(djob)
+
+
+async def _claim(
+    conn: psycopg.AsyncConnection[Any], names: list[str]
+) -> record.BackupJob | record.DrillJob | None:
+    """The next request from the API, backups before drills: one connection per tick."""
+    backup = await record.claim_backup_request(conn, names)
+    return backup if backup is not None else await record.claim_drill_request(conn, names)
 
 
 async def _lock_target(conn: psycopg.AsyncConnection[Any], what: str, target: str) -> bool:

@@ -17,11 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-BACKUP_TYPES = ("database", "files", "configuration")
 BACKUP_STATUSES = ("in_progress", "completed", "failed")
-DRILL_TYPES = ("restore", "point_in_time")
-DRILL_STATUSES = ("requested", "running", "passed", "failed")
-DRILL_TRIGGERS = ("schedule", "api", "cli")
 # The method of the dumps the worker takes (and of the requests it claims).
 PG_DUMP = "pg_dump"
 

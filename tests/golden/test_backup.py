@@ -51,7 +51,6 @@ def snapshot() -> Snapshot:
         ),
         source_sizes=(("app", 281018368.0),),
         pitr_windows=(("app", NOW - 2 * 86400, NOW - 30),),
-        taken_at=NOW,
     )
 
 
